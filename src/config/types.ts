@@ -1,0 +1,101 @@
+// The validated, frozen configuration (DESIGN.md "Configuration (contract)").
+// Every key here is documented in config.example.yaml; src/config/validate.ts
+// turns the parsed YAML into this shape or fails naming the key.
+
+export type ListenAddress =
+  | { readonly kind: 'tcp'; readonly host: string; readonly port: number }
+  | { readonly kind: 'unix'; readonly path: string };
+
+export type TlsMode = 'self-signed' | 'acme' | 'files';
+
+export interface AcmeConfig {
+  readonly directory_url: string;
+  readonly email: string | undefined;
+  /** Extra CA bundle to trust for the ACME server (absolute path), e.g. Pebble's. */
+  readonly ca_file: string | undefined;
+  readonly dns01: {
+    readonly provider: 'webhook' | 'exec';
+    readonly url: string | undefined;
+    readonly command: string | undefined;
+    readonly propagation_wait_s: number;
+  };
+  /** Share of a certificate's lifetime after which renewal starts (0..1). */
+  readonly renew_at: number;
+  readonly max_names: number;
+}
+
+export interface JwtConfig {
+  readonly algorithms: readonly string[];
+  readonly secret: string | undefined;
+  /** Absolute path. */
+  readonly secret_file: string | undefined;
+  /** Absolute path. */
+  readonly public_key_file: string | undefined;
+  readonly issuer: string | undefined;
+  readonly audience: string | undefined;
+}
+
+export interface LimitsConfig {
+  /** Whole request head must arrive within this (slowloris). */
+  readonly header_timeout_ms: number;
+  /** Whole request (head and body) must arrive within this; 0 = no limit (1 GiB uploads). */
+  readonly request_timeout_ms: number;
+  /** Idle keep-alive connections are closed after this. */
+  readonly keepalive_timeout_ms: number;
+  /** Larger request heads get 431. */
+  readonly max_header_bytes: number;
+  /** SIGTERM waits at most this long for in-flight requests. */
+  readonly drain_timeout_ms: number;
+}
+
+export interface ProxyConfig {
+  /** Default upstream response timeout when a location sets no `timeout_ms`. */
+  readonly timeout_ms: number;
+  readonly connect_timeout_ms: number;
+  /** Keep-alive connections per upstream origin. */
+  readonly pool_connections: number;
+  /** Consecutive failures before an upstream of a group is ejected. */
+  readonly max_fails: number;
+  /** How long an ejected upstream stays out of rotation. */
+  readonly eject_ms: number;
+}
+
+export interface Config {
+  /** Absolute path of the file this came from (for SIGHUP reloads). */
+  readonly config_file: string;
+  readonly domain: string;
+  readonly listen: {
+    readonly https: ListenAddress & { kind: 'tcp' };
+    readonly http: ListenAddress & { kind: 'tcp' };
+    readonly admin: ListenAddress;
+  };
+  /** Resolved: 'auto' becomes the number of cores. 1 = one process. */
+  readonly workers: number;
+  /** Absolute paths (relative ones resolve against the config file's directory). */
+  readonly data_dir: string;
+  readonly routes_dir: string;
+  readonly public_port: number;
+  readonly tls: {
+    readonly mode: TlsMode;
+    readonly certs_dir: string;
+    /** Leaf lifetime in self-signed mode. */
+    readonly leaf_days: number;
+    readonly acme: AcmeConfig;
+  };
+  readonly auth: {
+    readonly jwt: JwtConfig;
+    readonly login_url: string;
+    readonly handoff_max_ttl_s: number;
+    readonly session_ttl_s: number;
+  };
+  readonly admin: {
+    /** CIDR list. */
+    readonly allowed_upstreams: readonly string[];
+  };
+  readonly limits: LimitsConfig;
+  readonly proxy: ProxyConfig;
+  readonly log: {
+    readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+    readonly access_log: boolean;
+  };
+}
