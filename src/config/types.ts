@@ -40,6 +40,8 @@ export interface LimitsConfig {
   readonly header_timeout_ms: number;
   /** Whole request (head and body) must arrive within this; 0 = no limit (1 GiB uploads). */
   readonly request_timeout_ms: number;
+  /** A socket with no traffic for this long is closed (slow body drip); 0 = never. */
+  readonly idle_timeout_ms: number;
   /** Idle keep-alive connections are closed after this. */
   readonly keepalive_timeout_ms: number;
   /** Larger request heads get 431. */

@@ -1,0 +1,31 @@
+// The seam between the admin API and the control plane's state (DESIGN.md
+// "Process model"): the admin API validates and authorizes, the store applies.
+// A promise resolves only once every data-plane process holds the change and
+// its certificate, so "a change is served by the next request after the
+// response" holds in one process and with `workers: N` alike.
+
+import type { HostEntry } from '../routes/types.js';
+
+export interface StoredEntry {
+  readonly entry: HostEntry;
+  /** Increments on every replace of this host. */
+  readonly version: number;
+  /** Epoch ms when the lease runs out, or null without a lease. */
+  readonly expiresAt: number | null;
+}
+
+export interface PutResult {
+  readonly created: boolean;
+  readonly stored: StoredEntry;
+}
+
+export interface HostStore {
+  list(): StoredEntry[];
+  get(host: string): StoredEntry | undefined;
+  /** Throws EdgewayError STATIC_ENTRY when `host` is a routes/ entry. */
+  put(entry: HostEntry): Promise<PutResult>;
+  /** Resolves false when absent; throws STATIC_ENTRY for routes/ entries. */
+  delete(host: string): Promise<boolean>;
+  /** Number of host entries and whether every listener and data plane is current. */
+  health(): { readonly hosts: number; readonly ready: boolean };
+}
