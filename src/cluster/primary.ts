@@ -1,0 +1,104 @@
+// `workers: N`: this process is the control plane (admin API, certificates,
+// the route table's source of truth) and forks N data-plane workers that
+// accept connections directly (SCHED_NONE: the kernel spreads accepts, the
+// primary never touches request traffic). A worker that dies is replaced and
+// handed the whole current state before it counts as ready.
+
+import cluster, { type Worker } from 'node:cluster';
+import type { Config } from '../config/types.js';
+import { openCertSource } from '../control/cert-source.js';
+import { startControl, type ControlHost } from '../control/control-host.js';
+import type { Logger } from '../log.js';
+import { newTicketKeys } from '../tls/server-options.js';
+import { ClusterSink } from './cluster-sink.js';
+import { isMessage, type ToPrimary } from './messages.js';
+
+export interface Primary {
+  readonly addresses: { https: string; http: string; admin: string };
+  readonly banner: readonly string[];
+  reload(): Promise<void>;
+  stop(): Promise<boolean>;
+}
+
+const RESPAWN_DELAY_MS = 1000;
+
+export async function startPrimary(cfg: Config, log: Logger, workerArgs: readonly string[]): Promise<Primary> {
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  cluster.setupPrimary({ args: [...workerArgs] });
+  const ticketKeys = newTicketKeys().toString('base64');
+  const sink = new ClusterSink(cfg.workers);
+  const certs = await openCertSource(cfg);
+  const control: ControlHost = await startControl(cfg, certs, sink, log);
+  let config = cfg;
+  let stopping = false;
+  const addresses = { https: '', http: '', admin: control.adminAddress };
+  let firstReady: (() => void) | undefined;
+  let startFailed: ((e: Error) => void) | undefined;
+  let readyCount = 0;
+  const allReady = new Promise<void>((resolve, reject) => {
+    firstReady = resolve;
+    startFailed = reject;
+  });
+
+  const fork = (): void => {
+    const worker = cluster.fork();
+    sink.add(worker);
+    worker.on('message', (m: unknown) => {
+      if (!isMessage<ToPrimary>(m)) return;
+      if (m.t === 'ack') sink.ack(worker, m.version);
+      else if (m.t === 'ready') {
+        Object.assign(addresses, m.addresses);
+        sink.markListening(worker);
+        if (++readyCount === cfg.workers) firstReady?.();
+      } else if (m.t === 'failed') {
+        log.error({ worker: worker.id, reason: m.message }, 'worker failed to start');
+        // At start-up a worker that cannot listen is fatal (port taken, no
+        // permission); respawning it would loop forever.
+        if (readyCount < cfg.workers) {
+          stopping = true;
+          startFailed?.(new Error(m.message));
+        }
+      }
+    });
+    worker.on('exit', (code, signal) => {
+      sink.remove(worker);
+      if (stopping) return;
+      log.error({ worker: worker.id, code, signal }, 'data-plane worker exited; starting another');
+      setTimeout(fork, RESPAWN_DELAY_MS).unref();
+    });
+    void control.control.snapshot((change, version) => {
+      sink.send(worker, { t: 'init', config, ticketKeys, change, version });
+    });
+  };
+  for (let i = 0; i < cfg.workers; i++) fork();
+  try {
+    await allReady;
+  } catch (err) {
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
+    await control.close();
+    throw err;
+  }
+
+  return {
+    addresses,
+    banner: [...certs.describe(), `data-plane workers: ${cfg.workers}`],
+    async reload(): Promise<void> {
+      config = await control.reload();
+      for (const w of Object.values(cluster.workers ?? {})) if (w) sink.send(w, { t: 'limits', config });
+    },
+    async stop(): Promise<boolean> {
+      stopping = true;
+      const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+      const exits = workers.map((w) => new Promise<number>((resolve) => w.once('exit', (code) => resolve(code ?? 1))));
+      for (const w of workers) sink.send(w, { t: 'drain' });
+      // Workers bound their own drain by drain_timeout_ms; this is the backstop.
+      const backstop = setTimeout(() => {
+        for (const w of workers) w.process.kill('SIGKILL');
+      }, cfg.limits.drain_timeout_ms + 5000);
+      const codes = await Promise.all(exits);
+      clearTimeout(backstop);
+      await control.close();
+      return codes.every((c) => c === 0);
+    },
+  };
+}

@@ -1,0 +1,99 @@
+// Where the control plane's certificates come from, per `tls.mode`. The data
+// plane never obtains certificates itself: it serves what it is handed, so a
+// handshake never waits on minting or I/O (DESIGN.md "Command line": the leaf
+// is handed to the data plane before the entry is acknowledged).
+
+import type { Config } from '../config/types.js';
+import { EdgewayError } from '../errors.js';
+import type { CertBundle } from '../tls/cert-bundle.js';
+import { loadCertsDir } from '../tls/files-mode.js';
+import { LocalCA } from '../tls/local-ca.js';
+
+export interface CertSource {
+  /** Served for no SNI and for names nothing covers. */
+  fallback(): Promise<CertBundle>;
+  /** Everything to hand the data plane at start and on SIGHUP. */
+  all(hosts: Iterable<string>): Promise<CertBundle[]>;
+  /** A certificate for a newly stored host, or undefined when the existing set covers it. */
+  forHost(host: string): Promise<CertBundle | undefined>;
+  /** Lines for the start-up banner (e.g. the CA path and how to trust it). */
+  describe(): string[];
+}
+
+/** Self-signed mode: edgeway's own local CA mints an exact-name leaf per host. */
+class LocalCaSource implements CertSource {
+  constructor(
+    private readonly ca: LocalCA,
+    private readonly domain: string,
+  ) {}
+
+  fallback(): Promise<CertBundle> {
+    return this.ca.leafForNames([this.domain, `*.${this.domain}`]);
+  }
+
+  async all(hosts: Iterable<string>): Promise<CertBundle[]> {
+    const out: CertBundle[] = [];
+    for (const h of hosts) out.push(await this.ca.leafFor(h));
+    return out;
+  }
+
+  forHost(host: string): Promise<CertBundle> {
+    return this.ca.leafFor(host);
+  }
+
+  describe(): string[] {
+    return [`local CA certificate: ${this.ca.certPath}`, `trust it on this machine: ${this.ca.trustCommand()}`];
+  }
+}
+
+/** Files mode: pairs from `tls.certs_dir`, re-read on SIGHUP; the first covering `{domain}` is the fallback. */
+class FilesSource implements CertSource {
+  private bundles: CertBundle[] = [];
+
+  constructor(
+    private readonly dir: string,
+    private readonly domain: string,
+  ) {}
+
+  async fallback(): Promise<CertBundle> {
+    this.bundles = await loadCertsDir(this.dir);
+    const wild = `*.${this.domain}`;
+    const best =
+      this.bundles.find((b) => b.names.includes(wild)) ??
+      this.bundles.find((b) => b.names.includes(this.domain)) ??
+      this.bundles[0];
+    if (best === undefined) {
+      throw new EdgewayError('CONFIG_INVALID', `tls.certs_dir: no certificate pairs found in ${this.dir}`, {
+        field: 'tls.certs_dir',
+      });
+    }
+    return best;
+  }
+
+  async all(): Promise<CertBundle[]> {
+    return this.bundles;
+  }
+
+  async forHost(): Promise<undefined> {
+    return undefined;
+  }
+
+  describe(): string[] {
+    return [`certificates from ${this.dir} (${this.bundles.length} pairs)`];
+  }
+}
+
+export async function openCertSource(cfg: Config): Promise<CertSource> {
+  switch (cfg.tls.mode) {
+    case 'self-signed':
+      return new LocalCaSource(await LocalCA.open(cfg.data_dir, { leafDays: cfg.tls.leaf_days }), cfg.domain);
+    case 'files':
+      return new FilesSource(cfg.tls.certs_dir, cfg.domain);
+    case 'acme':
+      // Issue 5 brings ACME DNS-01; until then refuse the start clearly rather
+      // than serve a certificate the operator did not ask for.
+      throw new EdgewayError('CONFIG_INVALID', 'tls.mode: acme is not available in this build yet (use self-signed or files)', {
+        field: 'tls.mode',
+      });
+  }
+}

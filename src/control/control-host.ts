@@ -1,0 +1,66 @@
+// The control plane's process-level pieces: the state machine, the admin API
+// listener, and SIGHUP reloads. A reload builds the new state fully (config
+// validated, routes/ parsed, certificates loaded) before anything is swapped,
+// so a bad file is refused and the old state keeps serving (Caddy's pattern).
+
+import { rm } from 'node:fs/promises';
+import type http from 'node:http';
+import { createAdminServer } from '../admin/server.js';
+import { loadJwtKeys } from '../auth/keys.js';
+import { TokenVerifier } from '../auth/jwt.js';
+import { loadConfig } from '../config/load.js';
+import type { Config } from '../config/types.js';
+import type { Logger } from '../log.js';
+import { loadRoutesDir } from '../routes/load-dir.js';
+import { listen } from '../server/listeners.js';
+import { openCertSource, type CertSource } from './cert-source.js';
+import type { DataPlaneSink } from './changes.js';
+import { ControlPlane } from './control-plane.js';
+
+/** Keys a running process cannot change; a reload that changes them says so and keeps the old values. */
+const RESTART_KEYS = ['domain', 'listen', 'workers', 'data_dir', 'tls', 'auth', 'admin'] as const;
+
+export interface ControlHost {
+  readonly control: ControlPlane;
+  readonly admin: http.Server;
+  readonly adminAddress: string;
+  /** Re-reads the config file, routes/ and certificates; rejects (changing nothing) when any is invalid. */
+  reload(): Promise<Config>;
+  close(): Promise<void>;
+}
+
+export async function startControl(cfg: Config, certs: CertSource, sink: DataPlaneSink, log: Logger): Promise<ControlHost> {
+  const entries = await loadRoutesDir(cfg.routes_dir, cfg.domain);
+  const control = new ControlPlane(certs, sink, log);
+  await control.start(entries);
+
+  const verifier = new TokenVerifier(await loadJwtKeys(cfg), cfg.auth.jwt);
+  const admin = createAdminServer({ config: cfg, store: control, verifier, startedAt: Date.now() });
+  if (cfg.listen.admin.kind === 'unix') await rm(cfg.listen.admin.path, { force: true });
+  const adminAddress = await listen(admin, cfg.listen.admin);
+
+  let current = cfg;
+  return {
+    control,
+    admin,
+    adminAddress,
+    async reload(): Promise<Config> {
+      const next = await loadConfig(current.config_file);
+      const fixed = RESTART_KEYS.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
+      if (fixed.length > 0) log.warn({ keys: fixed }, 'these settings change only on restart; keeping the running values');
+      const merged: Config = { ...next, ...Object.fromEntries(RESTART_KEYS.map((k) => [k, current[k]])) } as Config;
+      const staticEntries = await loadRoutesDir(merged.routes_dir, merged.domain);
+      const nextCerts = await openCertSource(merged);
+      await control.replaceStatic(staticEntries, nextCerts);
+      log.level = merged.log.level;
+      current = merged;
+      return merged;
+    },
+    async close(): Promise<void> {
+      control.stop();
+      const closed = new Promise<void>((resolve) => admin.close(() => resolve()));
+      admin.closeAllConnections();
+      await closed;
+    },
+  };
+}

@@ -1,0 +1,142 @@
+// The control plane's state machine: the source of truth for host entries
+// (static ones from routes/ and those the admin API stores), certificates for
+// them, and the data planes that must hold both before a change is acknowledged.
+// Changes are applied one at a time, in order, so versions only grow and a
+// data plane never sees a table older than one it already acknowledged.
+
+import { EdgewayError } from '../errors.js';
+import type { HostStore, PutResult, StoredEntry } from '../admin/host-store.js';
+import type { HostEntry } from '../routes/types.js';
+import type { Logger } from '../log.js';
+import type { CertSource } from './cert-source.js';
+import { toPem, type DataPlaneSink, type TableChange } from './changes.js';
+
+export class ControlPlane implements HostStore {
+  private readonly entries = new Map<string, StoredEntry>();
+  private version = 0;
+  private queue: Promise<unknown> = Promise.resolve();
+  private leaseTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private certs: CertSource,
+    private readonly sink: DataPlaneSink,
+    private readonly log: Logger,
+  ) {}
+
+  /** Loads static entries and certificates and hands the whole state to the data planes. */
+  async start(staticEntries: readonly HostEntry[]): Promise<void> {
+    await this.replaceStatic(staticEntries, this.certs);
+    // One coarse timer for every lease (undici's pattern), not one per entry.
+    this.leaseTimer = setInterval(() => this.expireLeases(Date.now()), 250);
+    this.leaseTimer.unref();
+  }
+
+  stop(): void {
+    if (this.leaseTimer) clearInterval(this.leaseTimer);
+  }
+
+  /** SIGHUP: new routes/ entries and certificates replace the old ones in one swap; API entries stay. */
+  replaceStatic(staticEntries: readonly HostEntry[], certs: CertSource): Promise<void> {
+    return this.serialize(async () => {
+      const next = new Map<string, StoredEntry>();
+      for (const [host, s] of this.entries) if (s.entry.source !== 'static') next.set(host, s);
+      for (const e of staticEntries) {
+        if (next.has(e.host)) {
+          this.log.warn({ host: e.host }, 'routes/ entry replaces an entry stored through the admin API');
+        }
+        const prev = this.entries.get(e.host);
+        next.set(e.host, { entry: e, version: (prev?.version ?? 0) + 1, expiresAt: null });
+      }
+      const fallback = await certs.fallback();
+      const bundles = await certs.all(next.keys());
+      const change: TableChange = {
+        kind: 'replace',
+        entries: [...next.values()].map((s) => s.entry),
+        certs: bundles.map(toPem),
+        fallback: toPem(fallback),
+      };
+      await this.sink.apply(change, ++this.version);
+      this.certs = certs;
+      this.entries.clear();
+      for (const [h, s] of next) this.entries.set(h, s);
+    });
+  }
+
+  /**
+   * Hands `fn` the whole current state between two changes (never in the
+   * middle of one), for a data-plane process that starts or restarts.
+   */
+  snapshot(fn: (change: TableChange, version: number) => void): Promise<void> {
+    return this.serialize(async () => {
+      const fallback = await this.certs.fallback();
+      const bundles = await this.certs.all(this.entries.keys());
+      fn(
+        {
+          kind: 'replace',
+          entries: [...this.entries.values()].map((s) => s.entry),
+          certs: bundles.map(toPem),
+          fallback: toPem(fallback),
+        },
+        this.version,
+      );
+    });
+  }
+
+  list(): StoredEntry[] {
+    return [...this.entries.values()];
+  }
+
+  get(host: string): StoredEntry | undefined {
+    return this.entries.get(host);
+  }
+
+  put(entry: HostEntry): Promise<PutResult> {
+    return this.serialize(async () => {
+      const prev = this.entries.get(entry.host);
+      if (prev?.entry.source === 'static') throw new EdgewayError('STATIC_ENTRY');
+      // The certificate first, so no handshake for this name ever waits.
+      const cert = await this.certs.forHost(entry.host);
+      await this.sink.apply({ kind: 'put', entry, cert: cert && toPem(cert) }, ++this.version);
+      const stored: StoredEntry = {
+        entry,
+        version: (prev?.version ?? 0) + 1,
+        expiresAt: entry.lease_ttl_s === undefined ? null : Date.now() + entry.lease_ttl_s * 1000,
+      };
+      this.entries.set(entry.host, stored);
+      return { created: prev === undefined, stored };
+    });
+  }
+
+  delete(host: string): Promise<boolean> {
+    return this.serialize(async () => {
+      const prev = this.entries.get(host);
+      if (prev === undefined) return false;
+      if (prev.entry.source === 'static') throw new EdgewayError('STATIC_ENTRY');
+      await this.sink.apply({ kind: 'delete', host }, ++this.version);
+      this.entries.delete(host);
+      return true;
+    });
+  }
+
+  health(): { hosts: number; ready: boolean } {
+    return { hosts: this.entries.size, ready: this.version > 0 && this.sink.current(this.version) };
+  }
+
+  private expireLeases(now: number): void {
+    for (const [host, s] of this.entries) {
+      if (s.expiresAt !== null && s.expiresAt <= now) {
+        this.delete(host).then(
+          () => this.log.info({ host }, 'lease expired; entry removed'),
+          (err: unknown) => this.log.error({ host, err }, 'lease expiry failed'),
+        );
+      }
+    }
+  }
+
+  /** Runs `fn` after every earlier change has finished, whatever their outcome. */
+  private serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+}

@@ -1,0 +1,421 @@
+// Websocket upgrades, proxied by ONE http-proxy instance. http-proxy does the
+// handshake and pipes the two sockets; this file adds what it lacks: header
+// hygiene, an exact path, a handshake timeout, a 502/504 on the raw socket when
+// the upstream fails, per-location tracking, and a clean close (a real close
+// frame, RFC 6455 §5.5.1) when a route goes away or edgeway stops.
+//
+// Per connection there is one WsConn; listeners are shared functions that find
+// it through a symbol on the socket or request, so nothing closes over state.
+
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import { randomFillSync } from 'node:crypto';
+import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
+import httpProxy from 'http-proxy';
+import type { ProxyConfig } from '../config/types.js';
+import type { UpstreamTarget } from '../routes/types.js';
+import type { ForwardRequest, UpstreamTlsOptions } from './forwarder.js';
+import { classifyUpstreamError, sendRawError } from './failure.js';
+import { upgradeHeadersInPlace } from './headers.js';
+
+/** After one side has gone (or a close frame was sent), the other gets this long to finish before it is destroyed. */
+const LINGER_MS = 5000;
+const SWEEP_MS = 500;
+
+const kConn = Symbol('edgeway.wsconn');
+type Tagged<T> = T & { [kConn]?: WsConn };
+
+/** One shared options object per upstream origin (http-proxy copies it per call). */
+type TargetOptions = httpProxy.ServerOptions;
+
+/**
+ * Follows websocket frame boundaries (RFC 6455 §5.2) in one direction of a byte
+ * stream without copying: it reads only the 2–14 header bytes of each frame and
+ * skips payloads by count, so the cost per chunk is a few branches.
+ */
+class FrameCursor {
+  /** Header bytes seen of the current frame (0 at a boundary). */
+  private hlen = 0;
+  /** Header length once byte 2 is known. */
+  private hneed = 2;
+  /** Extended payload length bytes: 0, 2 or 8. */
+  private ext = 0;
+  private payload = 0;
+  /** Payload bytes still to pass. */
+  private skip = 0;
+
+  get atBoundary(): boolean {
+    return this.skip === 0 && this.hlen === 0;
+  }
+
+  /**
+   * Consumes `chunk`. With `stopAtBoundary`, returns the offset just past the
+   * first frame that ends in it (chunk.length when none does).
+   */
+  scan(chunk: Buffer, stopAtBoundary: boolean): number {
+    const n = chunk.length;
+    let i = 0;
+    while (i < n) {
+      if (this.skip > 0) {
+        const take = Math.min(this.skip, n - i);
+        this.skip -= take;
+        i += take;
+        if (this.skip === 0 && stopAtBoundary) return i;
+        continue;
+      }
+      const b = chunk[i++] as number;
+      const h = this.hlen++;
+      if (h === 1) {
+        const len7 = b & 0x7f;
+        this.ext = len7 === 126 ? 2 : len7 === 127 ? 8 : 0;
+        this.hneed = 2 + this.ext + (b & 0x80 ? 4 : 0);
+        this.payload = this.ext === 0 ? len7 : 0;
+      } else if (h >= 2 && h < 2 + this.ext) {
+        this.payload = this.payload * 256 + b; // 16- or 64-bit big-endian length
+      }
+      if (this.hlen >= 2 && this.hlen === this.hneed) {
+        this.hlen = 0;
+        this.hneed = 2;
+        this.skip = this.payload;
+        if (this.skip === 0 && stopAtBoundary) return i;
+      }
+    }
+    return n;
+  }
+}
+
+const enum Flow {
+  Pipe,
+  /** Forward up to the end of the current frame, then send our close frame. */
+  Drain,
+  /** Our close frame went out: everything after it is dropped. */
+  Discard,
+}
+
+class WsConn {
+  readonly locationId: number;
+  readonly path: string;
+  readonly timeoutMs: number;
+  readonly client: Tagged<Duplex>;
+  upstream: Tagged<Duplex> | null = null;
+  proxyReq: ClientRequest | null = null;
+  upgraded = false;
+  /** The upstream answered without upgrading; http-proxy relays that response. */
+  responded = false;
+  tracked = true;
+  clientClosed = false;
+  upstreamClosed = false;
+  lingerUntil = 0;
+  readonly toUpstream = new FrameCursor();
+  readonly toClient = new FrameCursor();
+  upFlow = Flow.Pipe;
+  downFlow = Flow.Pipe;
+  closeCode = 1001;
+  /** Answered on the raw socket already (error or refusal): later failures only destroy. */
+  answered = false;
+  /** Route back from the shared listeners. */
+  readonly proxy: WebSocketProxy;
+
+  constructor(proxy: WebSocketProxy, client: Duplex, fr: ForwardRequest, locationId: number) {
+    this.proxy = proxy;
+    this.client = client as Tagged<Duplex>;
+    this.path = fr.path;
+    this.timeoutMs = fr.timeoutMs;
+    this.locationId = locationId;
+  }
+}
+
+function clientFrame(code: number): Buffer {
+  return Buffer.from([0x88, 0x02, (code >> 8) & 0xff, code & 0xff]);
+}
+
+/** RFC 6455 §5.3: a client-to-server frame is masked with a fresh key. */
+function maskedFrame(code: number): Buffer {
+  const f = Buffer.allocUnsafe(8);
+  f[0] = 0x88;
+  f[1] = 0x82;
+  randomFillSync(f, 2, 4);
+  f[6] = ((code >> 8) & 0xff) ^ (f[2] as number);
+  f[7] = (code & 0xff) ^ (f[3] as number);
+  return f;
+}
+
+function timeoutError(): Error {
+  return Object.assign(new Error('the upstream did not answer the upgrade in time'), { code: 'ETIMEDOUT' });
+}
+
+// ---- shared listeners (`this` is the emitter) ----
+function onClientClose(this: Tagged<Duplex>): void {
+  this[kConn]?.proxy.sideClosed(this[kConn], true);
+}
+function onUpstreamClose(this: Tagged<Duplex>): void {
+  this[kConn]?.proxy.sideClosed(this[kConn], false);
+}
+function onClientData(this: Tagged<Duplex>, chunk: Buffer): void {
+  const c = this[kConn];
+  if (c !== undefined) c.proxy.relay(c, chunk, true);
+}
+function onUpstreamData(this: Tagged<Duplex>, chunk: Buffer): void {
+  const c = this[kConn];
+  if (c !== undefined) c.proxy.relay(c, chunk, false);
+}
+function onSocketError(this: Duplex): void {
+  this.destroy();
+}
+function onHandshakeTimeout(this: ClientRequest): void {
+  this.destroy(timeoutError());
+}
+function onProxyResponse(this: Tagged<ClientRequest>): void {
+  const c = this[kConn];
+  if (c !== undefined) c.responded = true;
+}
+function onProxyUpgrade(this: Tagged<ClientRequest>, _res: IncomingMessage, socket: Duplex): void {
+  const c = this[kConn];
+  if (c !== undefined) c.proxy.upgraded(c, socket);
+}
+function onProxyReqWs(proxyReq: ClientRequest, req: Tagged<IncomingMessage>): void {
+  const c = req[kConn];
+  if (c === undefined) return;
+  c.proxyReq = proxyReq;
+  // http-proxy collapses '//' in paths (urlJoin); the path goes out exactly as routed.
+  proxyReq.path = c.path;
+  (proxyReq as Tagged<ClientRequest>)[kConn] = c;
+  // Registered before http-proxy's own listeners, so these run first.
+  proxyReq.on('response', onProxyResponse);
+  proxyReq.on('upgrade', onProxyUpgrade);
+  proxyReq.setTimeout(c.timeoutMs);
+  proxyReq.on('timeout', onHandshakeTimeout);
+}
+function onProxyError(err: Error, req: Tagged<IncomingMessage>): void {
+  const c = req[kConn];
+  if (c !== undefined) c.proxy.failed(c, err);
+}
+function sweep(p: WebSocketProxy): void {
+  p.sweep(Date.now());
+}
+
+export class WebSocketProxy {
+  private readonly proxy: httpProxy;
+  private readonly tls: UpstreamTlsOptions;
+  private readonly targets = new Map<string, TargetOptions>();
+  private readonly byLocation = new Map<number, Set<WsConn>>();
+  private readonly lingering = new Set<WsConn>();
+  private count = 0;
+  private closed = false;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(_cfg: ProxyConfig, tls: UpstreamTlsOptions = {}) {
+    this.tls = tls;
+    // xfwd off: X-Forwarded-* are replaced, never appended (headers.ts).
+    this.proxy = httpProxy.createProxyServer({ ws: true, xfwd: false, changeOrigin: false });
+    this.proxy.on('proxyReqWs', onProxyReqWs);
+    this.proxy.on('error', () => {}); // every call passes a callback; this only keeps EE3 from throwing
+    this.timer = setInterval(sweep, SWEEP_MS, this);
+    this.timer.unref();
+  }
+
+  /** Open proxied websockets, including upgrades still waiting for the upstream. */
+  get size(): number {
+    return this.count;
+  }
+
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, fr: ForwardRequest, locationId: number): void {
+    socket.on('error', onSocketError);
+    if (this.closed) return sendRawError(socket, 'SHUTTING_DOWN');
+    const up = req.headers.upgrade;
+    if (req.method !== 'GET' || up === undefined || up.toLowerCase() !== 'websocket') {
+      return sendRawError(socket, 'BAD_REQUEST');
+    }
+    const c = new WsConn(this, socket, fr, locationId);
+    c.client[kConn] = c;
+    (req as Tagged<IncomingMessage>)[kConn] = c;
+    socket.on('close', onClientClose);
+    let set = this.byLocation.get(locationId);
+    if (set === undefined) this.byLocation.set(locationId, (set = new Set()));
+    set.add(c);
+    this.count++;
+    upgradeHeadersInPlace(req, fr);
+    const target = fr.group.pick(fr.group.size > 1 ? Date.now() : 0);
+    try {
+      this.proxy.ws(req, socket, head, this.optionsFor(target), onProxyError);
+    } catch (err) {
+      this.failed(c, err);
+    }
+  }
+
+  private optionsFor(t: UpstreamTarget): TargetOptions {
+    let o = this.targets.get(t.origin);
+    if (o !== undefined) return o;
+    // Node's http client wants IPv6 literals without brackets.
+    const hostname = t.hostname.startsWith('[') ? t.hostname.slice(1, -1) : t.hostname;
+    o = { target: { protocol: t.protocol, host: hostname, hostname, port: t.port, path: '' } };
+    if (t.protocol === 'https:') {
+      // SNI and verification name the upstream, not the client's Host (which
+      // Node would otherwise use); IP literals get no SNI (RFC 6066 §3).
+      o.agent = new HttpsAgent({
+        keepAlive: false,
+        servername: isIP(hostname) === 0 ? hostname : '',
+        rejectUnauthorized: this.tls.rejectUnauthorized ?? true,
+        ...(this.tls.ca !== undefined ? { ca: this.tls.ca as string | Buffer | (string | Buffer)[] } : {}),
+      });
+      o.secure = this.tls.rejectUnauthorized ?? true;
+    }
+    this.targets.set(t.origin, o);
+    return o;
+  }
+
+  /** @internal the upstream accepted: http-proxy writes the 101 and pipes right after this. */
+  upgraded(c: WsConn, socket: Duplex): void {
+    c.upgraded = true;
+    c.upstream = socket as Tagged<Duplex>;
+    c.upstream[kConn] = c;
+    socket.on('close', onUpstreamClose);
+    if (c.clientClosed || !c.tracked) {
+      socket.destroy();
+      return;
+    }
+    // Frame boundaries are followed both ways so a close frame can be injected
+    // between frames, never inside one.
+    c.client.on('data', onClientData);
+    socket.on('data', onUpstreamData);
+  }
+
+  /** @internal the upstream refused, timed out or failed. */
+  failed(c: WsConn, err: unknown): void {
+    if (c.answered) return;
+    c.answered = true;
+    if (!c.upgraded && !c.responded && !c.clientClosed) {
+      sendRawError(c.client, classifyUpstreamError(err));
+      this.linger(c);
+      return;
+    }
+    c.client.destroy();
+    c.upstream?.destroy();
+  }
+
+  /** @internal bytes seen on one side; only after a close was requested do we forward them ourselves. */
+  relay(c: WsConn, chunk: Buffer, fromClient: boolean): void {
+    const cursor = fromClient ? c.toUpstream : c.toClient;
+    const flow = fromClient ? c.upFlow : c.downFlow;
+    if (flow === Flow.Pipe) {
+      cursor.scan(chunk, false);
+      return;
+    }
+    if (flow === Flow.Discard) return;
+    const k = cursor.scan(chunk, true);
+    const dst = fromClient ? c.upstream : c.client;
+    if (dst === null || dst.destroyed) return;
+    if (k > 0) dst.write(k === chunk.length ? chunk : chunk.subarray(0, k));
+    if (cursor.atBoundary) this.sendClose(c, fromClient);
+  }
+
+  /** @internal one side closed: untrack, and let the other finish what it was sending. */
+  sideClosed(c: WsConn, client: boolean): void {
+    if (client) c.clientClosed = true;
+    else c.upstreamClosed = true;
+    this.untrack(c);
+    if (client && !c.upgraded) c.proxyReq?.destroy();
+    const other = client ? c.upstream : c.client;
+    if (other === null || other.destroyed) {
+      this.lingering.delete(c);
+      return;
+    }
+    // end(), not destroy(): destroying with unread input sends RST, which can
+    // drop the close frame we just relayed before the peer reads it.
+    other.end();
+    this.linger(c);
+  }
+
+  private untrack(c: WsConn): void {
+    if (!c.tracked) return;
+    c.tracked = false;
+    this.count--;
+    const set = this.byLocation.get(c.locationId);
+    if (set !== undefined && set.delete(c) && set.size === 0) this.byLocation.delete(c.locationId);
+  }
+
+  private linger(c: WsConn): void {
+    if (c.lingerUntil === 0) c.lingerUntil = Date.now() + LINGER_MS;
+    this.lingering.add(c);
+  }
+
+  /** Sends our close frame in one direction once that direction is between frames. */
+  private sendClose(c: WsConn, toUpstream: boolean): void {
+    const dst = toUpstream ? c.upstream : c.client;
+    if (toUpstream) c.upFlow = Flow.Discard;
+    else c.downFlow = Flow.Discard;
+    if (dst === null || dst.destroyed) return;
+    dst.end(toUpstream ? maskedFrame(c.closeCode) : clientFrame(c.closeCode));
+  }
+
+  closeLocations(ids: ReadonlySet<number> | 'all', code: number): void {
+    const victims: WsConn[] = [];
+    for (const [id, set] of this.byLocation) {
+      if (ids === 'all' || ids.has(id)) for (const c of set) victims.push(c);
+    }
+    for (const c of victims) this.goAway(c, code);
+  }
+
+  private goAway(c: WsConn, code: number): void {
+    this.untrack(c);
+    if (!c.upgraded || c.upstream === null) {
+      // Still in the handshake: answer 503 unless http-proxy is already relaying a response.
+      const wasAnswered = c.answered || c.responded;
+      c.answered = true;
+      if (wasAnswered) c.client.destroy();
+      else sendRawError(c.client, 'SERVICE_UNAVAILABLE');
+      c.proxyReq?.destroy();
+      this.linger(c);
+      return;
+    }
+    c.closeCode = code;
+    const { client, upstream } = c;
+    // Take over from the pipes; bytes of a frame in flight are still forwarded
+    // by relay() up to its end.
+    upstream.unpipe(client);
+    client.unpipe(upstream);
+    c.downFlow = Flow.Drain;
+    c.upFlow = Flow.Drain;
+    if (c.toClient.atBoundary) this.sendClose(c, false);
+    if (c.toUpstream.atBoundary) this.sendClose(c, true);
+    // unpipe() paused them; keep reading so relay() sees the rest.
+    upstream.resume();
+    client.resume();
+    this.linger(c);
+  }
+
+  /** @internal destroys whatever outlived its linger time. */
+  sweep(now: number): void {
+    for (const c of this.lingering) {
+      if (c.client.destroyed && (c.upstream === null || c.upstream.destroyed)) {
+        this.lingering.delete(c);
+        continue;
+      }
+      if (c.lingerUntil > now) continue;
+      this.lingering.delete(c);
+      c.client.destroy();
+      c.upstream?.destroy();
+      c.proxyReq?.destroy();
+    }
+  }
+
+  /** Hard stop: destroys every websocket and upgrade in progress at once. */
+  close(): void {
+    this.closed = true;
+    clearInterval(this.timer);
+    for (const set of this.byLocation.values()) {
+      for (const c of set) {
+        c.client.destroy();
+        c.upstream?.destroy();
+        c.proxyReq?.destroy();
+      }
+    }
+    for (const c of this.lingering) {
+      c.client.destroy();
+      c.upstream?.destroy();
+    }
+    this.lingering.clear();
+    this.proxy.close();
+  }
+}

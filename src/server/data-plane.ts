@@ -1,0 +1,114 @@
+// The data plane's request path: Host → route table → location → forwarder,
+// static files or a service. Everything a route needs is compiled when it is
+// stored; per-location runtime objects (upstream group, static handler) are
+// built on first use and kept on the location, so a request does lookups and
+// one small object allocation, not set-up work.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type { Config } from '../config/types.js';
+import type { ErrorCode } from '../errors.js';
+import { normalizeHost } from '../hosts/hostname.js';
+import { sendError } from '../proxy/failure.js';
+import type { Forwarder, ForwardRequest } from '../proxy/forwarder.js';
+import { UpstreamGroup } from '../proxy/upstream-group.js';
+import type { WebSocketProxy } from '../proxy/websocket.js';
+import { canonicalTarget } from '../routes/canonical-path.js';
+import { stripLocationPrefix } from '../routes/compile.js';
+import type { CompiledLocation, RouteMatch } from '../routes/types.js';
+import { StaticHandler } from '../static/serve.js';
+import type { DataState } from './data-state.js';
+import { rawUpgradeError } from './upgrade-errors.js';
+
+export class DataPlane {
+  /** Set on SIGTERM: responses close their connection instead of keeping it alive. */
+  draining = false;
+  private readonly proxyCfg: Config['proxy'];
+
+  constructor(
+    private readonly state: DataState,
+    private readonly forwarder: Forwarder,
+    private readonly ws: WebSocketProxy,
+    cfg: Config,
+  ) {
+    this.proxyCfg = cfg.proxy;
+    this.onRequest = this.onRequest.bind(this);
+    this.onUpgrade = this.onUpgrade.bind(this);
+    state.onRetired = (ids) => ws.closeLocations(ids, 1001);
+  }
+
+  onRequest(req: IncomingMessage, res: ServerResponse): void {
+    if (this.draining) res.shouldKeepAlive = false;
+    const r = this.route(req);
+    if (typeof r === 'string') return sendError(req, res, r);
+    const loc = r.location;
+    switch (loc.kind) {
+      case 'proxy':
+        return this.forwarder.forward(req, res, this.forwardRequest(req, loc));
+      case 'static': {
+        const url = req.url as string;
+        const q = url.indexOf('?');
+        const path = q === -1 ? url : url.slice(0, q);
+        const handler = (loc.runtime ??= new StaticHandler({ root: loc.static!.root, spa: loc.static!.spa === true })) as StaticHandler;
+        return handler.serve(req, res, loc.path === '/' ? path : stripLocationPrefix(loc, path));
+      }
+      case 'service':
+        // collab and oauth arrive with their own issues (6 and 7).
+        return sendError(req, res, 'SERVICE_UNAVAILABLE');
+    }
+  }
+
+  onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const r = this.route(req);
+    if (typeof r === 'string') return rawUpgradeError(socket, r);
+    if (r.location.kind !== 'proxy' || this.draining) {
+      return rawUpgradeError(socket, this.draining ? 'SHUTTING_DOWN' : 'SERVICE_UNAVAILABLE');
+    }
+    this.ws.upgrade(req, socket, head, this.forwardRequest(req, r.location), r.location.id);
+  }
+
+  /** The route for a request, or the error code that answers it. */
+  private route(req: IncomingMessage): RouteMatch | ErrorCode {
+    const raw = req.url;
+    // Only origin-form targets (RFC 9112 §3.2.1): an absolute-form target would
+    // let the request line disagree with Host about where it goes.
+    if (raw === undefined || raw.charCodeAt(0) !== 47 /* '/' */) return 'BAD_REQUEST';
+    // Match and forward the canonical path, so no spelling of a path reaches a
+    // location its meaning does not name. A path that climbs above the root or
+    // holds a broken escape names nothing: 404.
+    const url = canonicalTarget(raw);
+    if (url === undefined) return 'NOT_FOUND';
+    if (url !== raw) req.url = url;
+    const host = normalizeHost(req.headers.host);
+    if (host === undefined) return 'BAD_HOST';
+    const m = this.state.table.match(host, url);
+    if (m === undefined) return this.state.table.lookupHost(host) ? 'NOT_FOUND' : 'HOST_NOT_FOUND';
+    // 421 only when the TLS name is routed to a different entry than the Host
+    // (RFC 9110 §15.5.20); unrouted or absent SNI got the fallback and Host decides.
+    const sni = (req.socket as TLSSocket & { servername?: string | false | null }).servername;
+    if (typeof sni === 'string' && sni !== host) {
+      const s = this.state.table.lookupHost(sni.toLowerCase());
+      if (s !== undefined && s.host !== m.host) return 'MISDIRECTED';
+    }
+    return m;
+  }
+
+  private forwardRequest(req: IncomingMessage, loc: CompiledLocation): ForwardRequest {
+    const group = (loc.runtime ??= new UpstreamGroup(loc.upstreams, this.proxyCfg)) as UpstreamGroup;
+    const url = req.url as string;
+    let path = loc.stripPrefix ? stripLocationPrefix(loc, url) : url;
+    // An upstream URL with a path (`http://10.0.0.5:8080/app`) is a prefix for
+    // every forwarded path; validation gives all upstreams of a location one base.
+    const base = loc.upstreams[0]!.basePath;
+    if (base !== '') path = base + path;
+    return {
+      group,
+      path,
+      timeoutMs: loc.timeoutMs ?? this.proxyCfg.timeout_ms,
+      clientIp: req.socket.remoteAddress ?? '',
+      proto: (req.socket as TLSSocket).encrypted ? 'https' : 'http',
+      host: req.headers.host as string,
+    };
+  }
+}

@@ -1,0 +1,77 @@
+// A data plane's copy of the state: the route table and the certificates it
+// serves. It applies the control plane's changes (by function call in one
+// process, from IPC in a worker) synchronously, so the request after the
+// acknowledgement already sees them. No I/O here.
+
+import type { TableChange, CertPem } from '../control/changes.js';
+import { RouteTable } from '../routes/table.js';
+import type { CompiledHost, CompiledLocation } from '../routes/types.js';
+import { bundleFromPem } from '../tls/cert-bundle.js';
+import { CertStore } from '../tls/cert-store.js';
+
+export class DataState {
+  readonly table: RouteTable;
+  readonly certs: CertStore;
+  version = 0;
+  /** Called with the locations of a host that was removed or replaced (their websockets close). */
+  onRetired: ((ids: ReadonlySet<number>) => void) | undefined;
+
+  constructor(domain: string, fallback: CertPem) {
+    this.table = new RouteTable(domain);
+    this.certs = new CertStore(bundleFromPem(fallback.certPem, fallback.keyPem));
+  }
+
+  apply(change: TableChange, version: number): void {
+    switch (change.kind) {
+      case 'put': {
+        if (change.cert) this.certs.set(bundleFromPem(change.cert.certPem, change.cert.keyPem));
+        const old = this.table.get(change.entry.host);
+        const next = this.table.put(change.entry);
+        if (old) this.retire(old, next);
+        break;
+      }
+      case 'delete': {
+        const old = this.table.delete(change.host);
+        if (old) {
+          this.certs.delete(change.host);
+          this.retire(old, undefined);
+        }
+        break;
+      }
+      case 'cert':
+        this.certs.set(bundleFromPem(change.cert.certPem, change.cert.keyPem));
+        break;
+      case 'replace': {
+        this.certs.setFallback(bundleFromPem(change.fallback.certPem, change.fallback.keyPem));
+        for (const c of change.certs) this.certs.set(bundleFromPem(c.certPem, c.keyPem));
+        const before = new Map<string, CompiledHost>();
+        for (const h of this.table.entries()) before.set(h.host, h);
+        this.table.replaceAll(change.entries);
+        for (const [host, old] of before) this.retire(old, this.table.get(host));
+        break;
+      }
+    }
+    this.version = version;
+  }
+
+  /**
+   * Websockets that went through a location that is gone or changed are closed;
+   * those of unchanged locations stay (a heartbeat or an unrelated edit must not
+   * cut a user's terminal).
+   */
+  private retire(old: CompiledHost, next: CompiledHost | undefined): void {
+    if (this.onRetired === undefined) return;
+    const ids = new Set<number>();
+    for (const loc of old.locations) {
+      const same = next?.locations.find((l) => l.path === loc.path);
+      if (same === undefined || fingerprint(same) !== fingerprint(loc)) {
+        ids.add(loc.id);
+      }
+    }
+    if (ids.size > 0) this.onRetired(ids);
+  }
+}
+
+function fingerprint(loc: CompiledLocation): string {
+  return JSON.stringify([loc.spec, loc.access]);
+}
