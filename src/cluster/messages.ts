@@ -12,6 +12,9 @@ export type ToWorker =
   | { readonly t: 'drain' };
 
 export type ToPrimary =
+  /** The worker listens for messages (ESM modules load asynchronously, so
+   *  anything sent before this would reach a process with no listener yet). */
+  | { readonly t: 'hello' }
   | { readonly t: 'ready'; readonly addresses: { readonly https: string; readonly http: string } }
   | { readonly t: 'ack'; readonly version: number }
   | { readonly t: 'failed'; readonly message: string };

@@ -45,7 +45,11 @@ export async function startPrimary(cfg: Config, log: Logger, workerArgs: readonl
     sink.add(worker);
     worker.on('message', (m: unknown) => {
       if (!isMessage<ToPrimary>(m)) return;
-      if (m.t === 'ack') sink.ack(worker, m.version);
+      if (m.t === 'hello') {
+        void control.control.snapshot((change, version) => {
+          sink.send(worker, { t: 'init', config, ticketKeys, change, version });
+        });
+      } else if (m.t === 'ack') sink.ack(worker, m.version);
       else if (m.t === 'ready') {
         Object.assign(addresses, m.addresses);
         sink.markListening(worker);
@@ -65,9 +69,6 @@ export async function startPrimary(cfg: Config, log: Logger, workerArgs: readonl
       if (stopping) return;
       log.error({ worker: worker.id, code, signal }, 'data-plane worker exited; starting another');
       setTimeout(fork, RESPAWN_DELAY_MS).unref();
-    });
-    void control.control.snapshot((change, version) => {
-      sink.send(worker, { t: 'init', config, ticketKeys, change, version });
     });
   };
   for (let i = 0; i < cfg.workers; i++) fork();

@@ -64,6 +64,8 @@ export function runWorker(): void {
     send({ t: 'ready', addresses: host.addresses });
   }
 
+  send({ t: 'hello' });
+
   // systemd signals the whole control group: each worker drains on its own.
   process.on('SIGTERM', () => void drainAndExit());
   process.on('SIGINT', () => void drainAndExit());
