@@ -80,7 +80,7 @@ export async function startTestAppliance(
     app,
     cfg,
     dir,
-    caPem: await readFile(join(cfg.data_dir, 'ca', 'edgeway-local-ca.crt'), 'utf8'),
+    caPem: cfg.tls.mode === 'self-signed' ? await readFile(join(cfg.data_dir, 'ca', 'edgeway-local-ca.crt'), 'utf8') : '',
     httpsPort: portOf(app.addresses.https),
     httpPort: portOf(app.addresses.http),
     adminUrl: `http://${app.addresses.admin}`,
