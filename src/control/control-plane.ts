@@ -11,11 +11,18 @@ import type { Logger } from '../log.js';
 import type { CertSource } from './cert-source.js';
 import { toPem, type DataPlaneSink, type TableChange } from './changes.js';
 
+const RENEW_CHECK_MS = 3_600_000;
+
 export class ControlPlane implements HostStore {
   private readonly entries = new Map<string, StoredEntry>();
   private version = 0;
   private queue: Promise<unknown> = Promise.resolve();
   private leaseTimer: NodeJS.Timeout | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  /** The certificate PEM each host was last handed with, to push only renewed ones. */
+  private readonly pushed = new Map<string, string>();
+  private pushedFallback = '';
+  private readonly expiring = new Set<string>();
 
   constructor(
     private certs: CertSource,
@@ -29,10 +36,39 @@ export class ControlPlane implements HostStore {
     // One coarse timer for every lease (undici's pattern), not one per entry.
     this.leaseTimer = setInterval(() => this.expireLeases(Date.now()), 250);
     this.leaseTimer.unref();
+    // Self-signed leaves are short-lived: look for due ones hourly (the CA
+    // re-mints a leaf once less than a third of its lifetime is left).
+    this.renewTimer = setInterval(() => {
+      this.renewCerts().catch((err: unknown) => this.log.error({ err }, 'certificate renewal failed'));
+    }, RENEW_CHECK_MS);
+    this.renewTimer.unref();
   }
 
   stop(): void {
     if (this.leaseTimer) clearInterval(this.leaseTimer);
+    if (this.renewTimer) clearInterval(this.renewTimer);
+  }
+
+  /** Hands the data planes every certificate that changed since it was last pushed. */
+  renewCerts(): Promise<number> {
+    return this.serialize(async () => {
+      let renewed = 0;
+      const fallback = await this.certs.fallback();
+      if (fallback.certPem !== this.pushedFallback) {
+        // The fallback travels with the whole state (rare: once per leaf lifetime).
+        await this.sink.apply(await this.wholeState(), ++this.version);
+        renewed++;
+      }
+      for (const host of this.entries.keys()) {
+        const cert = await this.certs.forHost(host);
+        if (cert === undefined || this.pushed.get(host) === cert.certPem) continue;
+        await this.sink.apply({ kind: 'cert', cert: toPem(cert) }, ++this.version);
+        this.pushed.set(host, cert.certPem);
+        renewed++;
+      }
+      if (renewed > 0) this.log.info({ renewed }, 'renewed certificates handed to the data plane');
+      return renewed;
+    });
   }
 
   /** SIGHUP: new routes/ entries and certificates replace the old ones in one swap; API entries stay. */
@@ -56,7 +92,10 @@ export class ControlPlane implements HostStore {
         fallback: toPem(fallback),
       };
       await this.sink.apply(change, ++this.version);
+      this.pushedFallback = fallback.certPem;
       this.certs = certs;
+      this.pushed.clear();
+      for (const b of bundles) for (const n of b.names) this.pushed.set(n, b.certPem);
       this.entries.clear();
       for (const [h, s] of next) this.entries.set(h, s);
     });
@@ -67,19 +106,19 @@ export class ControlPlane implements HostStore {
    * middle of one), for a data-plane process that starts or restarts.
    */
   snapshot(fn: (change: TableChange, version: number) => void): Promise<void> {
-    return this.serialize(async () => {
-      const fallback = await this.certs.fallback();
-      const bundles = await this.certs.all(this.entries.keys());
-      fn(
-        {
-          kind: 'replace',
-          entries: [...this.entries.values()].map((s) => s.entry),
-          certs: bundles.map(toPem),
-          fallback: toPem(fallback),
-        },
-        this.version,
-      );
-    });
+    return this.serialize(async () => fn(await this.wholeState(), this.version));
+  }
+
+  private async wholeState(): Promise<TableChange> {
+    const fallback = await this.certs.fallback();
+    const bundles = await this.certs.all(this.entries.keys());
+    this.pushedFallback = fallback.certPem;
+    return {
+      kind: 'replace',
+      entries: [...this.entries.values()].map((s) => s.entry),
+      certs: bundles.map(toPem),
+      fallback: toPem(fallback),
+    };
   }
 
   list(): StoredEntry[] {
@@ -97,6 +136,7 @@ export class ControlPlane implements HostStore {
       // The certificate first, so no handshake for this name ever waits.
       const cert = await this.certs.forHost(entry.host);
       await this.sink.apply({ kind: 'put', entry, cert: cert && toPem(cert) }, ++this.version);
+      if (cert) this.pushed.set(entry.host, cert.certPem);
       const stored: StoredEntry = {
         entry,
         version: (prev?.version ?? 0) + 1,
@@ -114,6 +154,7 @@ export class ControlPlane implements HostStore {
       if (prev.entry.source === 'static') throw new EdgewayError('STATIC_ENTRY');
       await this.sink.apply({ kind: 'delete', host }, ++this.version);
       this.entries.delete(host);
+      this.pushed.delete(host);
       return true;
     });
   }
@@ -124,12 +165,19 @@ export class ControlPlane implements HostStore {
 
   private expireLeases(now: number): void {
     for (const [host, s] of this.entries) {
-      if (s.expiresAt !== null && s.expiresAt <= now) {
-        this.delete(host).then(
-          () => this.log.info({ host }, 'lease expired; entry removed'),
-          (err: unknown) => this.log.error({ host, err }, 'lease expiry failed'),
-        );
-      }
+      if (s.expiresAt === null || s.expiresAt > now || this.expiring.has(host)) continue;
+      this.expiring.add(host);
+      this.serialize(async () => {
+        // Renewed (or replaced) while this waited its turn: keep it.
+        const cur = this.entries.get(host);
+        if (cur?.expiresAt == null || cur.expiresAt > Date.now()) return;
+        await this.sink.apply({ kind: 'delete', host }, ++this.version);
+        this.entries.delete(host);
+        this.pushed.delete(host);
+        this.log.info({ host }, 'lease expired; entry removed');
+      })
+        .catch((err: unknown) => this.log.error({ host, err }, 'lease expiry failed'))
+        .finally(() => this.expiring.delete(host));
     }
   }
 

@@ -11,6 +11,7 @@ import { DataPlane } from './data-plane.js';
 import type { DataState } from './data-state.js';
 import { drainServers } from './drain.js';
 import { createHttpsServer, createRedirectServer, listen } from './listeners.js';
+import { refreshDefaultContext } from '../tls/server-options.js';
 
 export interface DataPlaneHost {
   readonly plane: DataPlane;
@@ -30,6 +31,7 @@ export async function startDataPlane(cfg: Config, state: DataState, ticketKeys: 
   const plane = new DataPlane(state, forwarder, ws, cfg);
   const httpsServer = createHttpsServer(cfg, plane, state.certs, ticketKeys);
   const redirect = createRedirectServer(cfg);
+  state.onFallback = () => refreshDefaultContext(httpsServer, state.certs, ticketKeys);
   httpsServer.on('tlsClientError', (err) => log.debug({ err: err.message }, 'TLS handshake failed'));
   const servers = [httpsServer, redirect];
   const addresses = {

@@ -15,6 +15,8 @@ export class DataState {
   version = 0;
   /** Called with the locations of a host that was removed or replaced (their websockets close). */
   onRetired: ((ids: ReadonlySet<number>) => void) | undefined;
+  /** Called when the fallback certificate changed (no-SNI clients use the server's default context). */
+  onFallback: (() => void) | undefined;
 
   constructor(domain: string, fallback: CertPem) {
     this.table = new RouteTable(domain);
@@ -42,7 +44,10 @@ export class DataState {
         this.certs.set(bundleFromPem(change.cert.certPem, change.cert.keyPem));
         break;
       case 'replace': {
-        this.certs.setFallback(bundleFromPem(change.fallback.certPem, change.fallback.keyPem));
+        if (change.fallback.certPem !== this.certs.fallback.certPem) {
+          this.certs.setFallback(bundleFromPem(change.fallback.certPem, change.fallback.keyPem));
+          this.onFallback?.();
+        }
         for (const c of change.certs) this.certs.set(bundleFromPem(c.certPem, c.keyPem));
         const before = new Map<string, CompiledHost>();
         for (const h of this.table.entries()) before.set(h.host, h);
