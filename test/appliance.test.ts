@@ -209,7 +209,7 @@ t.test('routes, admin changes, SNI and Host', async (t) => {
       });
     const r = await get('/a?b=c', `${ORG_HOST}:80`);
     t.equal(r.statusCode, 308);
-    t.equal(r.headers.location, `https://${ORG_HOST}:${ta.cfg.public_port}/a?b=c`);
+    t.equal(r.headers.location, `https://${ORG_HOST}:${ta.httpsPort}/a?b=c`, 'to the port actually bound when listen.https is port 0');
     const acme = await get('/.well-known/acme-challenge/x', ORG_HOST);
     t.equal(acme.statusCode, 404);
   });

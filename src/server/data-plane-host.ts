@@ -30,14 +30,13 @@ export async function startDataPlane(cfg: Config, state: DataState, ticketKeys: 
   const ws = new WebSocketProxy(cfg.proxy);
   const plane = new DataPlane(state, forwarder, ws, cfg);
   const httpsServer = createHttpsServer(cfg, plane, state.certs, ticketKeys);
-  const redirect = createRedirectServer(cfg);
+
   state.onFallback = () => refreshDefaultContext(httpsServer, state.certs, ticketKeys);
   httpsServer.on('tlsClientError', (err) => log.debug({ err: err.message }, 'TLS handshake failed'));
+  const httpsAddress = await listen(httpsServer, cfg.listen.https);
+  const redirect = createRedirectServer(cfg, Number(httpsAddress.slice(httpsAddress.lastIndexOf(':') + 1)));
   const servers = [httpsServer, redirect];
-  const addresses = {
-    https: await listen(httpsServer, cfg.listen.https),
-    http: await listen(redirect, cfg.listen.http),
-  };
+  const addresses = { https: httpsAddress, http: await listen(redirect, cfg.listen.http) };
   let draining: Promise<boolean> | undefined;
   return {
     plane,

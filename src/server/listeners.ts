@@ -51,8 +51,11 @@ export function createHttpsServer(cfg: Config, plane: DataPlane, certs: CertStor
  * RFC 9110 §15.4.9), except ACME HTTP-01 paths which must stay reachable over
  * HTTP (RFC 8555 §8.3); edgeway itself uses DNS-01, so those are 404 here.
  */
-export function createRedirectServer(cfg: Config): http.Server {
-  const portSuffix = cfg.public_port === 443 ? '' : `:${cfg.public_port}`;
+export function createRedirectServer(cfg: Config, httpsPort: number): http.Server {
+  // public_port defaults to listen.https's port; when that is 0 (any free
+  // port), the port actually bound is the one browsers must be sent to.
+  const port = cfg.public_port === 0 ? httpsPort : cfg.public_port;
+  const portSuffix = port === 443 ? '' : `:${port}`;
   const server = http.createServer(serverLimits(cfg), (req, res) => {
     const url = req.url ?? '/';
     const host = normalizeHost(req.headers.host);

@@ -2,7 +2,7 @@
 // an HTTPS client that sets SNI and Host independently while trusting the
 // appliance's local CA.
 
-import { mkdtemp, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -72,6 +72,8 @@ export async function startTestAppliance(
   routes: Record<string, unknown> = {},
 ): Promise<TestAppliance> {
   const { dir, file } = await writeTestConfig(overrides, routes);
+  // Teardowns run last-registered first: the directory goes after the appliance.
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
   const cfg = await loadConfig(file);
   const app = await startAppliance(cfg, createLogger('silent'));
   t.teardown(() => app.stop());
