@@ -143,9 +143,14 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onError(err: Error): void {
     if (this.pendingLinked) this.fwd.unlinkPending(this);
-    if (this.done) return;
+    if (this.done || err === CLIENT_GONE) return;
+    if (this.req.destroyed && !this.req.complete) {
+      // The client's upload broke (undici saw the body stream fail): not the upstream's fault.
+      this.done = true;
+      this.res.destroy();
+      return;
+    }
     const group = this.fr.group;
-    if (err === CLIENT_GONE) return;
     const code = classifyUpstreamError(err);
     if (code === 'UPSTREAM_REFUSED' || code === 'UPSTREAM_RESET' || code === 'UPSTREAM_TIMEOUT') {
       const now = Date.now();

@@ -9,7 +9,6 @@
 
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { randomFillSync } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
@@ -18,6 +17,7 @@ import type { UpstreamTarget } from '../routes/types.js';
 import type { ForwardRequest, UpstreamTlsOptions } from './forwarder.js';
 import { classifyUpstreamError, sendRawError } from './failure.js';
 import { upgradeHeadersInPlace } from './headers.js';
+import { FrameCursor, clientCloseFrame, maskedCloseFrame } from './ws-frames.js';
 
 /** After one side has gone (or a close frame was sent), the other gets this long to finish before it is destroyed. */
 const LINGER_MS = 5000;
@@ -29,69 +29,16 @@ type Tagged<T> = T & { [kConn]?: WsConn };
 /** One shared options object per upstream origin (http-proxy copies it per call). */
 type TargetOptions = httpProxy.ServerOptions;
 
-/**
- * Follows websocket frame boundaries (RFC 6455 §5.2) in one direction of a byte
- * stream without copying: it reads only the 2–14 header bytes of each frame and
- * skips payloads by count, so the cost per chunk is a few branches.
- */
-class FrameCursor {
-  /** Header bytes seen of the current frame (0 at a boundary). */
-  private hlen = 0;
-  /** Header length once byte 2 is known. */
-  private hneed = 2;
-  /** Extended payload length bytes: 0, 2 or 8. */
-  private ext = 0;
-  private payload = 0;
-  /** Payload bytes still to pass. */
-  private skip = 0;
-
-  get atBoundary(): boolean {
-    return this.skip === 0 && this.hlen === 0;
-  }
-
-  /**
-   * Consumes `chunk`. With `stopAtBoundary`, returns the offset just past the
-   * first frame that ends in it (chunk.length when none does).
-   */
-  scan(chunk: Buffer, stopAtBoundary: boolean): number {
-    const n = chunk.length;
-    let i = 0;
-    while (i < n) {
-      if (this.skip > 0) {
-        const take = Math.min(this.skip, n - i);
-        this.skip -= take;
-        i += take;
-        if (this.skip === 0 && stopAtBoundary) return i;
-        continue;
-      }
-      const b = chunk[i++] as number;
-      const h = this.hlen++;
-      if (h === 1) {
-        const len7 = b & 0x7f;
-        this.ext = len7 === 126 ? 2 : len7 === 127 ? 8 : 0;
-        this.hneed = 2 + this.ext + (b & 0x80 ? 4 : 0);
-        this.payload = this.ext === 0 ? len7 : 0;
-      } else if (h >= 2 && h < 2 + this.ext) {
-        this.payload = this.payload * 256 + b; // 16- or 64-bit big-endian length
-      }
-      if (this.hlen >= 2 && this.hlen === this.hneed) {
-        this.hlen = 0;
-        this.hneed = 2;
-        this.skip = this.payload;
-        if (this.skip === 0 && stopAtBoundary) return i;
-      }
-    }
-    return n;
-  }
-}
-
-const enum Flow {
-  Pipe,
-  /** Forward up to the end of the current frame, then send our close frame. */
-  Drain,
+/** What happens to the bytes of one direction. */
+const Flow = {
+  /** http-proxy's pipe carries them; we only follow frame boundaries. */
+  Pipe: 0,
+  /** We forward up to the end of the current frame, then send our close frame. */
+  Drain: 1,
   /** Our close frame went out: everything after it is dropped. */
-  Discard,
-}
+  Discard: 2,
+} as const;
+type Flow = (typeof Flow)[keyof typeof Flow];
 
 class WsConn {
   readonly locationId: number;
@@ -109,8 +56,8 @@ class WsConn {
   lingerUntil = 0;
   readonly toUpstream = new FrameCursor();
   readonly toClient = new FrameCursor();
-  upFlow = Flow.Pipe;
-  downFlow = Flow.Pipe;
+  upFlow: Flow = Flow.Pipe;
+  downFlow: Flow = Flow.Pipe;
   closeCode = 1001;
   /** Answered on the raw socket already (error or refusal): later failures only destroy. */
   answered = false;
@@ -124,21 +71,6 @@ class WsConn {
     this.timeoutMs = fr.timeoutMs;
     this.locationId = locationId;
   }
-}
-
-function clientFrame(code: number): Buffer {
-  return Buffer.from([0x88, 0x02, (code >> 8) & 0xff, code & 0xff]);
-}
-
-/** RFC 6455 §5.3: a client-to-server frame is masked with a fresh key. */
-function maskedFrame(code: number): Buffer {
-  const f = Buffer.allocUnsafe(8);
-  f[0] = 0x88;
-  f[1] = 0x82;
-  randomFillSync(f, 2, 4);
-  f[6] = ((code >> 8) & 0xff) ^ (f[2] as number);
-  f[7] = (code & 0xff) ^ (f[3] as number);
-  return f;
 }
 
 function timeoutError(): Error {
@@ -222,6 +154,7 @@ export class WebSocketProxy {
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, fr: ForwardRequest, locationId: number): void {
     socket.on('error', onSocketError);
+    if (socket.destroyed) return; // the client left while routing: 'close' already fired
     if (this.closed) return sendRawError(socket, 'SHUTTING_DOWN');
     const up = req.headers.upgrade;
     if (req.method !== 'GET' || up === undefined || up.toLowerCase() !== 'websocket') {
@@ -346,7 +279,7 @@ export class WebSocketProxy {
     if (toUpstream) c.upFlow = Flow.Discard;
     else c.downFlow = Flow.Discard;
     if (dst === null || dst.destroyed) return;
-    dst.end(toUpstream ? maskedFrame(c.closeCode) : clientFrame(c.closeCode));
+    dst.end(toUpstream ? maskedCloseFrame(c.closeCode) : clientCloseFrame(c.closeCode));
   }
 
   closeLocations(ids: ReadonlySet<number> | 'all', code: number): void {

@@ -10,7 +10,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config/types.js';
 import type { ErrorCode } from '../errors.js';
 import { normalizeHost } from '../hosts/hostname.js';
-import { sendError } from '../proxy/failure.js';
+import { sendError, sendRawError } from '../proxy/failure.js';
 import type { Forwarder, ForwardRequest } from '../proxy/forwarder.js';
 import { UpstreamGroup } from '../proxy/upstream-group.js';
 import type { WebSocketProxy } from '../proxy/websocket.js';
@@ -19,7 +19,7 @@ import { stripLocationPrefix } from '../routes/compile.js';
 import type { CompiledLocation, RouteMatch } from '../routes/types.js';
 import { StaticHandler } from '../static/serve.js';
 import type { DataState } from './data-state.js';
-import { rawUpgradeError } from './upgrade-errors.js';
+
 
 export class DataPlane {
   /** Set on SIGTERM: responses close their connection instead of keeping it alive. */
@@ -61,9 +61,9 @@ export class DataPlane {
 
   onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const r = this.route(req);
-    if (typeof r === 'string') return rawUpgradeError(socket, r);
+    if (typeof r === 'string') return sendRawError(socket, r);
     if (r.location.kind !== 'proxy' || this.draining) {
-      return rawUpgradeError(socket, this.draining ? 'SHUTTING_DOWN' : 'SERVICE_UNAVAILABLE');
+      return sendRawError(socket, this.draining ? 'SHUTTING_DOWN' : 'SERVICE_UNAVAILABLE');
     }
     this.ws.upgrade(req, socket, head, this.forwardRequest(req, r.location), r.location.id);
   }
