@@ -95,14 +95,16 @@ class Exchange implements Dispatcher.DispatchHandler {
     const t = this.target;
     this.path = this.fr.path;
     this.servername = t.hostname;
+    // One deadline from the first attempt to the response head, swept by the
+    // forwarder's one timer: undici's own header timer ticks every ~0.5 s and
+    // does not run while a request waits in the pool's queue, so alone it
+    // would answer a 500 ms timeout after up to 1.5 s. It stays as a backstop.
+    if (this.deadline === 0) this.deadline = Date.now() + this.headersTimeout;
+    this.fwd.linkPending(this);
     this.fwd.poolFor(t).dispatch(this, this);
-    // Usually a free keep-alive connection took it synchronously; otherwise it
-    // waits in the pool's queue, where undici's timeouts do not run yet.
-    if (this.abortFn === null && !this.done) this.fwd.linkPending(this);
   }
 
   onConnect(abort: (err?: Error) => void): void {
-    if (this.pendingLinked) this.fwd.unlinkPending(this);
     if (this.done) {
       abort(CLIENT_GONE);
       return;
@@ -113,6 +115,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     if (this.done) return false;
     if (statusCode < 200) return true; // 1xx: informational, the final head follows
+    if (this.pendingLinked) this.fwd.unlinkPending(this);
     this.fr.group.reportSuccess(this.target);
     this.resumeFn = resume;
     try {
@@ -182,12 +185,16 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.abortFn?.(CLIENT_GONE);
   }
 
-  /** Deadline passed while still queued for a connection. */
+  /** The response head did not arrive by the deadline (queued or sent). */
   expire(): void {
     this.fwd.unlinkPending(this);
     if (this.done) return;
     this.done = true; // onConnect will abort it when undici gets to it
+    // Only a request the upstream received counts against it: waiting in our
+    // own queue is congestion, not an upstream failure.
+    if (this.abortFn !== null) this.fr.group.reportFailure(this.target, Date.now());
     sendError(this.req, this.res, 'UPSTREAM_TIMEOUT');
+    this.abortFn?.(CLIENT_GONE);
   }
 
   private fail(code: 'UPSTREAM_BAD_RESPONSE'): void {
@@ -262,7 +269,6 @@ export class UndiciForwarder implements Forwarder {
 
   linkPending(ex: Exchange): void {
     if (ex.pendingLinked) return;
-    ex.deadline = Date.now() + ex.headersTimeout;
     ex.pendingLinked = true;
     ex.pendingPrev = null;
     ex.pendingNext = this.pendingHead;

@@ -7,9 +7,10 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Config, ListenAddress } from '../config/types.js';
 import { normalizeHost } from '../hosts/hostname.js';
-import { sendError } from '../proxy/failure.js';
+import { sendError, sendRawError } from '../proxy/failure.js';
 import type { CertStore } from '../tls/cert-store.js';
 import { tlsServerOptions } from '../tls/server-options.js';
 import type { DataPlane } from './data-plane.js';
@@ -42,6 +43,7 @@ export function createHttpsServer(cfg: Config, plane: DataPlane, certs: CertStor
     plane.onRequest,
   );
   server.on('upgrade', plane.onUpgrade);
+  server.on('connect', refuseConnect);
   server.timeout = cfg.limits.idle_timeout_ms;
   return server;
 }
@@ -64,8 +66,14 @@ export function createRedirectServer(cfg: Config, httpsPort: number): http.Serve
     res.writeHead(308, { location: `https://${host}${portSuffix}${url}`, 'content-length': '0' });
     res.end();
   });
+  server.on('connect', refuseConnect);
   server.timeout = cfg.limits.idle_timeout_ms;
   return server;
+}
+
+/** CONNECT (authority-form) is not for a reverse proxy; without a listener Node resets the socket without a word. */
+function refuseConnect(_req: http.IncomingMessage, socket: Duplex): void {
+  sendRawError(socket, 'BAD_REQUEST');
 }
 
 /** Listens on a TCP `HOST:PORT` or a unix socket; resolves with the bound address for logs and tests. */

@@ -14,6 +14,15 @@ import { portOf, writeTestConfig } from './appliance.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const MAIN_JS = join(ROOT, 'dist', 'src', 'main.js');
+const MEMORY_PROBE = fileURLToPath(new URL('./memory-probe.mjs', import.meta.url));
+
+/** Memory of the spawned process right after a full GC (bytes). */
+export interface MemoryAfterGc {
+  readonly rss: number;
+  readonly heapUsed: number;
+  readonly external: number;
+  readonly arrayBuffers: number;
+}
 
 interface Teardown {
   teardown(fn: () => unknown): void;
@@ -28,6 +37,8 @@ export interface SpawnedEdgeway {
   readonly platformToken: string;
   /** The process's resident set size now, in KiB (VmRSS from /proc/PID/status). */
   rssKb(): Promise<number>;
+  /** Runs a full GC in the process (SIGUSR2 to the preloaded memory probe) and reports its memory. */
+  memoryAfterGc(timeoutMs?: number): Promise<MemoryAfterGc>;
   /** What the process wrote to stderr so far (first 64 KiB). */
   stderr(): string;
 }
@@ -55,7 +66,9 @@ export async function spawnEdgeway(t: Teardown, overrides: Record<string, unknow
     auth: { jwt: { secret } },
     ...overrides,
   });
-  const proc = spawn(process.execPath, [MAIN_JS, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, ['--expose-gc', '--import', MEMORY_PROBE, MAIN_JS, '--config', file], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   t.teardown(
     () =>
       new Promise<void>((resolve) => {
@@ -70,38 +83,53 @@ export async function spawnEdgeway(t: Teardown, overrides: Record<string, unknow
     if (stderr.length < 64 * 1024) stderr += c;
   });
 
-  const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error(`edgeway did not start within ${startTimeoutMs} ms; stderr: ${stderr}`)), startTimeoutMs);
-    proc.stdout!.setEncoding('utf8');
-    const onData = (c: string): void => {
-      buf += c;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) !== -1) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let rec: Record<string, unknown>;
-        try {
-          rec = JSON.parse(line) as Record<string, unknown>;
-        } catch {
-          continue;
-        }
-        if (rec['msg'] === 'edgeway listening') {
-          clearTimeout(timer);
-          proc.stdout!.off('data', onData);
-          // Keep draining stdout so the child never blocks on a full pipe.
-          proc.stdout!.resume();
-          resolve(rec);
-        }
+  // Every stdout line is read for as long as the process runs (so it never
+  // blocks on a full pipe); JSON records go to whoever waits for their msg.
+  const waiters: { msg: string; resolve: (rec: Record<string, unknown>) => void }[] = [];
+  let buf = '';
+  proc.stdout!.setEncoding('utf8');
+  proc.stdout!.on('data', (c: string) => {
+    buf += c;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) !== -1) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (waiters.length === 0 || line.charCodeAt(0) !== 0x7b) continue;
+      let rec: Record<string, unknown>;
+      try {
+        rec = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        continue;
       }
-    };
-    proc.stdout!.on('data', onData);
-    proc.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`edgeway exited (${code ?? signal}) before listening; stderr: ${stderr}`));
-    });
+      const i = waiters.findIndex((w) => w.msg === rec['msg']);
+      if (i !== -1) waiters.splice(i, 1)[0]!.resolve(rec);
+    }
   });
+  const waitFor = (msg: string, timeoutMs: number): Promise<Record<string, unknown>> =>
+    new Promise((resolve, reject) => {
+      const onExit = (code: number | null, signal: string | null): void => {
+        clearTimeout(timer);
+        reject(new Error(`edgeway exited (${code ?? signal}) while waiting for "${msg}"; stderr: ${stderr}`));
+      };
+      const timer = setTimeout(() => {
+        proc.off('exit', onExit);
+        const i = waiters.indexOf(waiter);
+        if (i !== -1) waiters.splice(i, 1);
+        reject(new Error(`no "${msg}" from edgeway within ${timeoutMs} ms; stderr: ${stderr}`));
+      }, timeoutMs);
+      const waiter = {
+        msg,
+        resolve: (rec: Record<string, unknown>): void => {
+          clearTimeout(timer);
+          proc.off('exit', onExit);
+          resolve(rec);
+        },
+      };
+      proc.once('exit', onExit);
+      waiters.push(waiter);
+    });
 
+  const listening = await waitFor('edgeway listening', startTimeoutMs);
   const cfg = await loadConfig(file);
   const keys = await loadJwtKeys(cfg);
   return {
@@ -112,6 +140,13 @@ export async function spawnEdgeway(t: Teardown, overrides: Record<string, unknow
     caPem: await readFile(join(cfg.data_dir, 'ca', 'edgeway-local-ca.crt'), 'utf8'),
     platformToken: signToken(keys, cfg.auth.jwt, { type: 'platform', scope: ['edge:admin'] }, 3600),
     rssKb: () => readVmRssKb(proc.pid!),
+    memoryAfterGc: async (timeoutMs = 10_000) => {
+      const reply = waitFor('edgeway-test memory', timeoutMs);
+      proc.kill('SIGUSR2');
+      const m = await reply;
+      if (m['gc'] !== true) throw new Error('the memory probe has no gc (node --expose-gc missing)');
+      return { rss: Number(m['rss']), heapUsed: Number(m['heapUsed']), external: Number(m['external']), arrayBuffers: Number(m['arrayBuffers']) };
+    },
     stderr: () => stderr,
   };
 }
