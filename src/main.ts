@@ -1,121 +1,20 @@
 #!/usr/bin/env node
-// edgeway's command line (DESIGN.md "Command line"): `edgeway --config FILE`
-// runs the appliance; `edgeway token …` mints a development token with the
-// configured key. Exit codes: 0 clean stop, 1 runtime failure, 2 bad
-// configuration or usage (contract: unknown keys and bad values exit 2).
+// The `edgeway` executable. Its only job is to make signals that arrive while
+// the rest of the program loads (about a quarter of a second) harmless: Node's
+// default action for SIGHUP and SIGTERM is to exit, so a `systemctl reload`
+// right after `start` would kill the service. They are remembered here and
+// acted on once the appliance is up (src/cli/main.ts).
 
-import cluster from 'node:cluster';
 import process from 'node:process';
-import { parseArgs } from 'node:util';
-import { startAppliance } from './appliance.js';
-import { startPrimary } from './cluster/primary.js';
-import { runWorker } from './cluster/worker.js';
-import { tokenCommand } from './cli/token.js';
-import { loadConfig } from './config/load.js';
-import type { Config } from './config/types.js';
-import { isEdgewayError } from './errors.js';
-import { createLogger } from './log.js';
 
-const USAGE = `usage:
-  edgeway --config FILE                 run the appliance
-  edgeway token --config FILE --platform | --org ID | --user ID --scope S [--scope S…] [--ttl SECONDS]
-`;
+const received: NodeJS.Signals[] = [];
+const listener = (s: NodeJS.Signals): void => {
+  received.push(s);
+};
+for (const s of ['SIGHUP', 'SIGTERM', 'SIGINT'] as const) process.on(s, listener);
 
-const DEFAULT_CONFIG = process.env['EDGEWAY_CONFIG'] ?? '/etc/edgeway/config.yaml';
-
-function fail(message: string, code: number): never {
-  process.stderr.write(`edgeway: ${message}\n`);
-  process.exit(code);
-}
-
-async function config(file: string | undefined): Promise<Config> {
-  try {
-    return await loadConfig(file ?? DEFAULT_CONFIG);
-  } catch (err) {
-    if (isEdgewayError(err)) fail(err.message, 2);
-    throw err;
-  }
-}
-
-async function run(file: string | undefined): Promise<void> {
-  const cfg = await config(file);
-  const log = createLogger(cfg.log.level);
-  let app: { addresses: object; banner: readonly string[]; reload(): Promise<void>; stop(): Promise<boolean> };
-  try {
-    app =
-      cfg.workers > 1
-        ? await startPrimary(cfg, log, process.argv.slice(2))
-        : await startAppliance(cfg, log);
-  } catch (err) {
-    if (isEdgewayError(err) && (err.code === 'CONFIG_INVALID' || err.code === 'ROUTES_INVALID')) fail(err.message, 2);
-    log.fatal({ err }, 'edgeway failed to start');
-    fail((err as Error).message, 1);
-  }
-  log.info({ ...app.addresses, domain: cfg.domain, workers: cfg.workers }, 'edgeway listening');
-  for (const line of app.banner) log.info(line);
-
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'draining');
-    app.stop().then(
-      (clean) => {
-        log.info({ clean }, 'stopped');
-        process.exit(0);
-      },
-      (err: unknown) => {
-        log.error({ err }, 'stop failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => {
-    app.reload().then(
-      () => log.info('reloaded configuration, routes and certificates'),
-      (err: unknown) => log.error({ err: (err as Error).message }, 'reload refused; the running configuration stays'),
-    );
-  });
-}
-
-async function main(argv: string[]): Promise<void> {
-  if (!cluster.isPrimary) return runWorker();
-  const sub = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : 'run';
-  const rest = sub === 'run' && argv[0] !== 'run' ? argv : argv.slice(1);
-  const { values, tokens } = parseArgs({ args: rest, options: { config: { type: 'string' }, help: { type: 'boolean' } }, strict: false, tokens: true });
-  if (values.help === true) return void process.stdout.write(USAGE);
-  const file = typeof values.config === 'string' ? values.config : undefined;
-  switch (sub) {
-    case 'run': {
-      const unknown = tokens.filter((t) => t.kind === 'option' && t.name !== 'config');
-      if (unknown.length > 0) fail(`unknown option --${(unknown[0] as { name: string }).name}\n${USAGE}`, 2);
-      return run(file);
-    }
-    case 'token': {
-      const cfg = await config(file);
-      const args = removeConfigArg(rest);
-      try {
-        process.stdout.write(`${await tokenCommand(args, cfg)}\n`);
-      } catch (err) {
-        fail(`${(err as Error).message}\n${USAGE}`, 2);
-      }
-      return;
-    }
-    default:
-      fail(`unknown command ${sub}\n${USAGE}`, 2);
-  }
-}
-
-function removeConfigArg(args: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (a === '--config') i++;
-    else if (!a.startsWith('--config=')) out.push(a);
-  }
-  return out;
-}
-
-main(process.argv.slice(2)).catch((err: unknown) => fail((err as Error).stack ?? String(err), 1));
+const { main } = await import('./cli/main.js');
+main(process.argv.slice(2), { received, listener }).catch((err: unknown) => {
+  process.stderr.write(`edgeway: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -40,7 +40,9 @@ export async function startPrimary(cfg: Config, log: Logger, workerArgs: readonl
     startFailed = reject;
   });
 
+  const respawns = new Set<NodeJS.Timeout>();
   const fork = (): void => {
+    if (stopping) return;
     const worker = cluster.fork();
     sink.add(worker);
     worker.on('message', (m: unknown) => {
@@ -68,7 +70,11 @@ export async function startPrimary(cfg: Config, log: Logger, workerArgs: readonl
       sink.remove(worker);
       if (stopping) return;
       log.error({ worker: worker.id, code, signal }, 'data-plane worker exited; starting another');
-      setTimeout(fork, RESPAWN_DELAY_MS).unref();
+      const timer = setTimeout(() => {
+        respawns.delete(timer);
+        fork();
+      }, RESPAWN_DELAY_MS);
+      respawns.add(timer);
     });
   };
   for (let i = 0; i < cfg.workers; i++) fork();
@@ -89,6 +95,9 @@ export async function startPrimary(cfg: Config, log: Logger, workerArgs: readonl
     },
     async stop(): Promise<boolean> {
       stopping = true;
+      // A worker that died just before the stop must not be replaced mid-drain.
+      for (const timer of respawns) clearTimeout(timer);
+      respawns.clear();
       const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
       const exits = workers.map((w) => new Promise<number>((resolve) => w.once('exit', (code) => resolve(code ?? 1))));
       for (const w of workers) sink.send(w, { t: 'drain' });

@@ -14,7 +14,7 @@ function send(m: ToPrimary): void {
   if (process.connected) process.send?.(m);
 }
 
-export function runWorker(): void {
+export function runWorker(earlySignals: readonly NodeJS.Signals[] = []): void {
   let state: DataState | undefined;
   let host: DataPlaneHost | undefined;
   let log: Logger = createLogger('info', 'edgeway-worker');
@@ -64,6 +64,7 @@ export function runWorker(): void {
     send({ t: 'ready', addresses: host.addresses });
   }
 
+  if (earlySignals.includes('SIGTERM') || earlySignals.includes('SIGINT')) return void drainAndExit();
   send({ t: 'hello' });
 
   // systemd signals the whole control group: each worker drains on its own.

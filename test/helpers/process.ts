@@ -123,7 +123,7 @@ export class EdgewayProcess {
   /** Resolves with the exit, or undefined when it has not exited within `ms`. */
   async exitWithin(ms: number): Promise<Exit | undefined> {
     let timer: NodeJS.Timeout | undefined;
-    const r = await Promise.race([this.exited, new Promise<undefined>((resolve) => (timer = setTimeout(resolve, ms)))]);
+    const r = await Promise.race([this.exited, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))]);
     clearTimeout(timer);
     return r;
   }
@@ -182,25 +182,44 @@ async function socketInodes(pid: number): Promise<Set<string>> {
 }
 
 /**
- * Which of `pids` owns the local TCP port `port` on 127.0.0.1 (for example
- * the source port of a connection an upstream accepted). Linux /proc only.
+ * Which of `pids` owns each local TCP port in `ports` (for example the source
+ * ports of connections an upstream accepted, while they are still open).
+ * One pass over /proc/net/tcp{,6} and the pids' descriptors; Linux only.
  */
-export async function ownerOfLocalPort(port: number, pids: readonly number[]): Promise<number | undefined> {
-  const hex = port.toString(16).toUpperCase().padStart(4, '0');
-  const inodes = new Set<string>();
+export async function ownersOfLocalPorts(ports: Iterable<number>, pids: readonly number[]): Promise<Map<number, number | undefined>> {
+  const byHex = new Map<string, number>();
+  for (const port of ports) byHex.set(port.toString(16).toUpperCase().padStart(4, '0'), port);
+  const inodeToPort = new Map<string, number>();
   for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
     const text = await readFile(table, 'utf8').catch(() => '');
-    for (const line of text.split('\n').slice(1)) {
+    for (const line of text.split('\n')) {
       const f = line.trim().split(/\s+/);
       if (f.length < 10) continue;
-      if (f[1]!.endsWith(`:${hex}`)) inodes.add(f[9]!);
+      const local = f[1]!;
+      const port = byHex.get(local.slice(local.lastIndexOf(':') + 1));
+      if (port !== undefined && f[9] !== '0') inodeToPort.set(f[9]!, port);
     }
   }
+  const out = new Map<number, number | undefined>();
+  for (const port of byHex.values()) out.set(port, undefined);
   for (const pid of pids) {
-    const mine = await socketInodes(pid);
-    for (const i of inodes) if (mine.has(i)) return pid;
+    for (const inode of await socketInodes(pid)) {
+      const port = inodeToPort.get(inode);
+      if (port !== undefined) out.set(port, pid);
+    }
   }
-  return undefined;
+  return out;
+}
+
+/** Pids of live processes whose command line has `arg` (e.g. a config file path): edgeway and its workers. */
+export async function processesWith(arg: string): Promise<number[]> {
+  const out: number[] = [];
+  for (const d of await readdir('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const cmd = await readFile(`/proc/${d}/cmdline`, 'utf8').catch(() => '');
+    if (cmd.split('\0').includes(arg) && (await alive(Number(d)))) out.push(Number(d));
+  }
+  return out;
 }
 
 /** A TCP port nothing listens on right now (bound, then released). */
