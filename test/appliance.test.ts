@@ -244,5 +244,45 @@ t.test('tls.mode files serves the pairs in certs_dir', async (t) => {
   });
   t.ok(sock.authorized, 'the wildcard from certs_dir covers the org host');
   t.match(sock.getPeerX509Certificate()?.subjectAltName ?? '', `DNS:*.${DOMAIN}`);
+  const before = sock.getPeerX509Certificate()?.serialNumber;
+
+  // SIGHUP's path: a new pair on disk is served from the next handshake while
+  // the open connection keeps working.
+  const orgLeaf = await ca.leafFor(ORG_HOST);
+  await writeFile(join(certsDir, 'org.crt'), orgLeaf.certPem);
+  await writeFile(join(certsDir, 'org.key'), orgLeaf.keyPem, { mode: 0o600 });
+  await ta.app.reload();
+  const again = tls.connect({ host: '127.0.0.1', port: ta.httpsPort, servername: ORG_HOST, ca: [ca.certPem] });
+  await new Promise<void>((resolve, reject) => {
+    again.once('secureConnect', resolve);
+    again.once('error', reject);
+  });
+  t.equal(again.getPeerX509Certificate()?.subjectAltName, `DNS:${ORG_HOST}`, 'the exact-name pair wins after reload');
+  again.destroy();
+  sock.write(`GET / HTTP/1.1\r\nHost: ${ORG_HOST}\r\nConnection: close\r\n\r\n`);
+  const reply = await new Promise<string>((resolve) => {
+    let buf = '';
+    sock.on('data', (d: Buffer) => (buf += d.toString()));
+    sock.on('end', () => resolve(buf));
+  });
+  t.match(reply, /^HTTP\/1\.1 200/, 'the connection opened before the reload still serves');
+  t.equal(sock.getPeerX509Certificate()?.serialNumber, before);
   sock.destroy();
+});
+
+t.test('a leased entry is gone within 1 s of its deadline', async (t) => {
+  const up = await echoUpstream(t, 'leased');
+  const ta = await startTestAppliance(t);
+  const put = await admin(ta, 'PUT', `/v1/hosts/${ORG_HOST}`, publicEntry(up.url, { lease_ttl_s: 1 }));
+  t.equal(put.status, 201);
+  const expires = Date.parse((put.json as { expires_at: string }).expires_at);
+  t.ok(expires > Date.now(), 'expires_at is in the future');
+  t.equal((await httpsGet(ta, ORG_HOST, '/')).status, 200);
+  while (Date.now() < expires) await new Promise((r) => setTimeout(r, 50));
+  let goneAt = 0;
+  while (goneAt === 0 && Date.now() < expires + 2000) {
+    if ((await httpsGet(ta, ORG_HOST, '/')).status === 404) goneAt = Date.now();
+    else await new Promise((r) => setTimeout(r, 50));
+  }
+  t.ok(goneAt > 0 && goneAt - expires < 1000, `gone ${goneAt - expires} ms after the deadline`);
 });
