@@ -19,6 +19,11 @@ export interface PutResult {
   readonly stored: StoredEntry;
 }
 
+export interface BatchResult {
+  readonly put: readonly PutResult[];
+  readonly deleted: readonly string[];
+}
+
 export interface HostStore {
   list(): StoredEntry[];
   get(host: string): StoredEntry | undefined;
@@ -26,6 +31,14 @@ export interface HostStore {
   put(entry: HostEntry): Promise<PutResult>;
   /** Resolves false when absent; throws STATIC_ENTRY for routes/ entries. */
   delete(host: string): Promise<boolean>;
+  /** Renews the lease (a full lease_ttl_s from now); undefined when absent. Throws STATIC_ENTRY for routes/ entries. */
+  heartbeat(host: string): Promise<StoredEntry | undefined>;
+  /**
+   * All or nothing: every put and delete applies, or none does (the first
+   * failure is thrown: STATIC_ENTRY for a routes/ host, NOT_FOUND for an
+   * absent delete) and the state is as before.
+   */
+  batch(puts: readonly HostEntry[], deletes: readonly string[]): Promise<BatchResult>;
   /** Number of host entries and whether every listener and data plane is current. */
   health(): { readonly hosts: number; readonly ready: boolean };
 }

@@ -15,6 +15,12 @@ export interface CertPem {
 export type TableChange =
   | { readonly kind: 'put'; readonly entry: HostEntry; readonly cert?: CertPem }
   | { readonly kind: 'delete'; readonly host: string }
+  /** Applied as one step: no request sees half of a batch. */
+  | {
+      readonly kind: 'batch';
+      readonly puts: readonly { readonly entry: HostEntry; readonly cert?: CertPem }[];
+      readonly deletes: readonly string[];
+    }
   /** Whole state: at worker start, and on SIGHUP (routes/ and certificates reloaded). */
   | {
       readonly kind: 'replace';

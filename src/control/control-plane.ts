@@ -4,11 +4,12 @@
 // Changes are applied one at a time, in order, so versions only grow and a
 // data plane never sees a table older than one it already acknowledged.
 
-import { EdgewayError } from '../errors.js';
-import type { HostStore, PutResult, StoredEntry } from '../admin/host-store.js';
+import { ERRORS, EdgewayError } from '../errors.js';
+import type { BatchResult, HostStore, PutResult, StoredEntry } from '../admin/host-store.js';
 import type { HostEntry } from '../routes/types.js';
 import type { Logger } from '../log.js';
 import type { CertSource } from './cert-source.js';
+import type { CertBundle } from '../tls/cert-bundle.js';
 import { toPem, type DataPlaneSink, type TableChange } from './changes.js';
 
 const RENEW_CHECK_MS = 3_600_000;
@@ -144,6 +145,56 @@ export class ControlPlane implements HostStore {
       };
       this.entries.set(entry.host, stored);
       return { created: prev === undefined, stored };
+    });
+  }
+
+  heartbeat(host: string): Promise<StoredEntry | undefined> {
+    return this.serialize(async () => {
+      const prev = this.entries.get(host);
+      if (prev === undefined) return undefined;
+      if (prev.entry.source === 'static') throw new EdgewayError('STATIC_ENTRY');
+      const ttl = prev.entry.lease_ttl_s;
+      const stored: StoredEntry = { ...prev, expiresAt: ttl === undefined ? null : Date.now() + ttl * 1000 };
+      this.entries.set(host, stored);
+      return stored;
+    });
+  }
+
+  batch(puts: readonly HostEntry[], deletes: readonly string[]): Promise<BatchResult> {
+    return this.serialize(async () => {
+      // Check everything before changing anything: all or nothing.
+      for (const e of puts) {
+        if (this.entries.get(e.host)?.entry.source === 'static') throw new EdgewayError('STATIC_ENTRY', `${e.host}: ${ERRORS.STATIC_ENTRY.message}`);
+      }
+      for (const h of deletes) {
+        const prev = this.entries.get(h);
+        if (prev === undefined) throw new EdgewayError('NOT_FOUND', `${h}: no such host`);
+        if (prev.entry.source === 'static') throw new EdgewayError('STATIC_ENTRY', `${h}: ${ERRORS.STATIC_ENTRY.message}`);
+      }
+      const certs: (CertBundle | undefined)[] = [];
+      for (const e of puts) certs.push(await this.certs.forHost(e.host));
+      await this.sink.apply(
+        { kind: 'batch', puts: puts.map((entry, i) => ({ entry, cert: certs[i] && toPem(certs[i]!) })), deletes },
+        ++this.version,
+      );
+      const now = Date.now();
+      const put: PutResult[] = puts.map((entry, i) => {
+        const prev = this.entries.get(entry.host);
+        const stored: StoredEntry = {
+          entry,
+          version: (prev?.version ?? 0) + 1,
+          expiresAt: entry.lease_ttl_s === undefined ? null : now + entry.lease_ttl_s * 1000,
+        };
+        this.entries.set(entry.host, stored);
+        const cert = certs[i];
+        if (cert) this.pushed.set(entry.host, cert.certPem);
+        return { created: prev === undefined, stored };
+      });
+      for (const h of deletes) {
+        this.entries.delete(h);
+        this.pushed.delete(h);
+      }
+      return { put, deleted: [...deletes] };
     });
   }
 

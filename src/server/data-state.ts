@@ -5,7 +5,7 @@
 
 import type { TableChange, CertPem } from '../control/changes.js';
 import { RouteTable } from '../routes/table.js';
-import type { CompiledHost, CompiledLocation } from '../routes/types.js';
+import type { CompiledHost, CompiledLocation, HostEntry } from '../routes/types.js';
 import { bundleFromPem } from '../tls/cert-bundle.js';
 import { CertStore } from '../tls/cert-store.js';
 
@@ -25,21 +25,16 @@ export class DataState {
 
   apply(change: TableChange, version: number): void {
     switch (change.kind) {
-      case 'put': {
-        if (change.cert) this.certs.set(bundleFromPem(change.cert.certPem, change.cert.keyPem));
-        const old = this.table.get(change.entry.host);
-        const next = this.table.put(change.entry);
-        if (old) this.retire(old, next);
+      case 'put':
+        this.put(change.entry, change.cert);
         break;
-      }
-      case 'delete': {
-        const old = this.table.delete(change.host);
-        if (old) {
-          this.certs.delete(change.host);
-          this.retire(old, undefined);
-        }
+      case 'delete':
+        this.remove(change.host);
         break;
-      }
+      case 'batch':
+        for (const p of change.puts) this.put(p.entry, p.cert);
+        for (const h of change.deletes) this.remove(h);
+        break;
       case 'cert':
         this.certs.set(bundleFromPem(change.cert.certPem, change.cert.keyPem));
         break;
@@ -57,6 +52,21 @@ export class DataState {
       }
     }
     this.version = version;
+  }
+
+  private put(entry: HostEntry, cert: CertPem | undefined): void {
+    if (cert) this.certs.set(bundleFromPem(cert.certPem, cert.keyPem));
+    const old = this.table.get(entry.host);
+    const next = this.table.put(entry);
+    if (old) this.retire(old, next);
+  }
+
+  private remove(host: string): void {
+    const old = this.table.delete(host);
+    if (old) {
+      this.certs.delete(host);
+      this.retire(old, undefined);
+    }
   }
 
   /**

@@ -1,0 +1,43 @@
+// What the admin API reads from the data planes (issue 3: activity and
+// metrics). Implemented in src/observe/; with `workers: N` the control plane
+// merges what every worker reports.
+
+/** Per host, what a pool manager needs to find idle orgs (GET /v1/activity). */
+export interface HostActivity {
+  readonly host: string;
+  /** org id for org, uc and org-wildcard hosts. */
+  readonly org_id: string | null;
+  /** ISO time of the last request or upgrade, null when none since start. */
+  readonly last_request_at: string | null;
+  readonly open_connections: number;
+  readonly open_websockets: number;
+  readonly requests: number;
+  readonly bytes_in: number;
+  readonly bytes_out: number;
+}
+
+export interface OrgActivity {
+  readonly org_id: string;
+  readonly hosts: number;
+  readonly last_request_at: string | null;
+  readonly open_connections: number;
+  readonly open_websockets: number;
+  readonly requests: number;
+  readonly bytes_in: number;
+  readonly bytes_out: number;
+}
+
+export interface ActivityReport {
+  readonly hosts: readonly HostActivity[];
+  readonly orgs: readonly OrgActivity[];
+}
+
+export interface ActivitySource {
+  activity(): Promise<ActivityReport>;
+}
+
+export interface MetricsSource {
+  /** Prometheus text exposition format (version 0.0.4). */
+  metrics(): Promise<string>;
+  readonly contentType: string;
+}
