@@ -41,3 +41,27 @@ export interface MetricsSource {
   metrics(): Promise<string>;
   readonly contentType: string;
 }
+
+/**
+ * The data plane's one call into observability per request (metrics, the
+ * access log, activity). Implementations attach completion tracking without
+ * per-request closures (shared listeners that find their state on the object).
+ */
+export interface RequestObserver {
+  /** After routing, before the answer; host/location undefined when the request was refused before routing. */
+  request(
+    req: import('node:http').IncomingMessage,
+    res: import('node:http').ServerResponse,
+    host: import('../routes/types.js').CompiledHost | undefined,
+    location: import('../routes/types.js').CompiledLocation | undefined,
+  ): void;
+  /** A websocket upgrade that is about to be proxied (or refused when location is undefined). */
+  upgrade(
+    req: import('node:http').IncomingMessage,
+    socket: import('node:stream').Duplex,
+    host: import('../routes/types.js').CompiledHost | undefined,
+    location: import('../routes/types.js').CompiledLocation | undefined,
+  ): void;
+  /** An authentication or authorization refusal at the edge (reason: no_token, expired, signature, scope, …). */
+  authFailure(reason: string): void;
+}
