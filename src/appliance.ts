@@ -8,6 +8,7 @@ import { toPem } from './control/changes.js';
 import { startControl, type ControlHost } from './control/control-host.js';
 import { InProcessSink } from './control/in-process-sink.js';
 import type { Logger } from './log.js';
+import { createObservability } from './observe/observer.js';
 import { startDataPlane, type DataPlaneHost } from './server/data-plane-host.js';
 import { DataState } from './server/data-state.js';
 import { newTicketKeys } from './tls/server-options.js';
@@ -23,12 +24,25 @@ export interface Appliance {
   stop(): Promise<boolean>;
 }
 
-export async function startAppliance(cfg: Config, log: Logger): Promise<Appliance> {
+export interface ApplianceOptions {
+  /** Node process metrics (event loop, GC) in /metrics; prom-client cannot remove their monitors, so tests that start many appliances in one process turn them off. */
+  readonly processMetrics?: boolean;
+}
+
+export async function startAppliance(cfg: Config, log: Logger, opts: ApplianceOptions = {}): Promise<Appliance> {
   const certs = await openCertSource(cfg);
-  const state = new DataState(cfg.domain, toPem(await certs.fallback()));
+  const state = new DataState(cfg.domain, toPem(await certs.fallback()), certs.loader?.());
   const sink = new InProcessSink(state);
-  const control = await startControl(cfg, certs, sink, log);
+  const observe = createObservability({
+    config: cfg,
+    log,
+    table: state.table,
+    certificates: () => state.certs.list(),
+    ...(opts.processMetrics === undefined ? {} : { processMetrics: opts.processMetrics }),
+  });
+  const control = await startControl(cfg, certs, sink, log, { activity: observe.activity, metrics: observe.metrics });
   const data = await startDataPlane(cfg, state, newTicketKeys(), log);
+  data.plane.observer = observe.observer;
   sink.listening = true;
   return {
     addresses: { ...data.addresses, admin: control.adminAddress },
@@ -38,10 +52,12 @@ export async function startAppliance(cfg: Config, log: Logger): Promise<Applianc
     async reload(): Promise<void> {
       const next = await control.reload();
       data.applyLimits(next);
+      observe.applyConfig(next);
     },
     async stop(): Promise<boolean> {
       const clean = await data.drain();
       await control.close();
+      observe.close();
       return clean;
     },
   };

@@ -11,6 +11,8 @@ export const ERRORS = {
   // configuration and start-up (status unused: these stop the start, exit 2)
   CONFIG_INVALID: { status: 500, message: 'invalid configuration' },
   ROUTES_INVALID: { status: 500, message: 'invalid routes file' },
+  /** The state under data_dir (snapshot, journal) is damaged: the start stops rather than lose entries. */
+  STATE_INVALID: { status: 500, message: 'the stored state under data_dir cannot be read' },
 
   // request shape (public listener and admin API alike)
   BAD_REQUEST: { status: 400, message: 'bad request' },
@@ -26,6 +28,7 @@ export const ERRORS = {
   PAYLOAD_TOO_LARGE: { status: 413, message: 'request body too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'expected application/json' },
   MISDIRECTED: { status: 421, message: 'TLS server name and Host header name different hosts' },
+  TOO_MANY_REQUESTS: { status: 429, message: 'too many failed authentication attempts' },
   HEADERS_TOO_LARGE: { status: 431, message: 'request header fields too large' },
 
   // upstream failures, mapped in one place (src/proxy/failure.ts)
@@ -34,8 +37,12 @@ export const ERRORS = {
   UPSTREAM_BAD_RESPONSE: { status: 502, message: 'the upstream sent an invalid response' },
   UPSTREAM_UNAVAILABLE: { status: 503, message: 'no healthy upstream' },
   UPSTREAM_TIMEOUT: { status: 504, message: 'the upstream did not answer in time' },
+  // The connect-time SSRF guard refused the address an upstream name resolved to (src/proxy/guarded-lookup.ts).
+  UPSTREAM_FORBIDDEN: { status: 502, message: 'the upstream address is not allowed' },
   SERVICE_UNAVAILABLE: { status: 503, message: 'this service is not available yet' },
   SHUTTING_DOWN: { status: 503, message: 'edgeway is shutting down' },
+  /** A journal write or fsync failed: nothing more is accepted until a restart (its pages may be gone). */
+  STATE_UNAVAILABLE: { status: 503, message: 'the change could not be stored durably' },
 
   INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;

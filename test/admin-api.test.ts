@@ -10,7 +10,8 @@ import { loadJwtKeys, type JwtKeys } from '../src/auth/keys.js';
 import { TokenVerifier, signToken } from '../src/auth/jwt.js';
 import { createAdminServer, ADMIN_ERROR_EVENT } from '../src/admin/server.js';
 import { MAX_BODY_BYTES } from '../src/admin/body.js';
-import type { HostStore, StoredEntry, PutResult } from '../src/admin/host-store.js';
+import type { HostStore, StoredEntry, PutResult, BatchResult } from '../src/admin/host-store.js';
+import type { ActivitySource, MetricsSource, ActivityReport } from '../src/observe/types.js';
 import type { HostEntry } from '../src/routes/types.js';
 import { EdgewayError } from '../src/errors.js';
 import { tokenCommand } from '../src/cli/token.js';
@@ -41,6 +42,28 @@ class MemStore implements HostStore {
     if (old?.entry.source === 'static') throw new EdgewayError('STATIC_ENTRY');
     return this.map.delete(host);
   }
+  async heartbeat(host: string): Promise<StoredEntry | undefined> {
+    const old = this.map.get(host);
+    if (old === undefined) return undefined;
+    if (old.entry.source === 'static') throw new EdgewayError('STATIC_ENTRY');
+    const ttl = old.entry.lease_ttl_s;
+    const stored = { ...old, expiresAt: ttl === undefined ? null : Date.now() + ttl * 1000 };
+    this.map.set(host, stored);
+    return stored;
+  }
+  async batch(puts: readonly HostEntry[], deletes: readonly string[]): Promise<BatchResult> {
+    // All or nothing: check everything first, as the control plane does.
+    for (const e of puts) if (this.map.get(e.host)?.entry.source === 'static') throw new EdgewayError('STATIC_ENTRY');
+    for (const h of deletes) {
+      const old = this.map.get(h);
+      if (old === undefined) throw new EdgewayError('NOT_FOUND');
+      if (old.entry.source === 'static') throw new EdgewayError('STATIC_ENTRY');
+    }
+    const put: PutResult[] = [];
+    for (const e of puts) put.push(await this.put(e));
+    for (const h of deletes) this.map.delete(h);
+    return { put, deleted: [...deletes] };
+  }
   health(): { hosts: number; ready: boolean } { return { hosts: this.map.size, ready: this.ready }; }
 }
 
@@ -56,13 +79,18 @@ interface Harness {
   call(method: Dispatcher.HttpMethod, path: string, opts?: { token?: string; body?: unknown; raw?: string; type?: string }): Promise<Reply>;
 }
 
-async function harness(t: Test, admin: Record<string, unknown>, listen: 'tcp' | 'unix'): Promise<Harness> {
+async function harness(
+  t: Test,
+  admin: Record<string, unknown>,
+  listen: 'tcp' | 'unix',
+  sources: { activity?: ActivitySource; metrics?: MetricsSource } = {},
+): Promise<Harness> {
   const dir = t.testdir();
   const cfg = validateConfig({ domain: D, data_dir: join(dir, 'data'), auth: { jwt: { secret: SECRET } }, admin }, join(dir, 'edgeway.yaml'));
   const keys = await loadJwtKeys(cfg);
   const store = new MemStore();
   store.map.set(D, { entry: { host: D, locations: [{ path: '/', static: { root: '/srv' } }], source: 'static' }, version: 1, expiresAt: null });
-  const server: Server = createAdminServer({ config: cfg, store, verifier: new TokenVerifier(keys, cfg.auth.jwt), startedAt: Date.now() - 5000 });
+  const server: Server = createAdminServer({ config: cfg, store, verifier: new TokenVerifier(keys, cfg.auth.jwt), startedAt: Date.now() - 5000, ...sources });
   let origin: string;
   let dispatcher: Agent;
   let port = 0;
@@ -129,14 +157,19 @@ t.test('admin API over TCP', async (t) => {
       t.equal(r.headers['www-authenticate'], 'Bearer');
       checkJsonHeaders(t, r);
     }
-    const org = signToken(h.keys, h.cfg.auth.jwt, { type: 'organization_token', organization_id: ORG }, 60);
+    // Organization tokens: see test/tenancy.test.ts.
     const user = signToken(h.keys, h.cfg.auth.jwt, { type: 'user', sub: 'u', scope: ['edge:admin'] }, 60);
     const noScope = signToken(h.keys, h.cfg.auth.jwt, { type: 'platform', scope: [] }, 60);
-    for (const token of [org, user, noScope]) {
+    for (const token of [user, noScope]) {
       t.equal((await h.call('GET', '/v1/hosts', { token })).status, 403);
       t.equal((await h.call('PUT', `/v1/hosts/${ORG_HOST}`, { token, body: entry(ORG_HOST) })).body.error, 'forbidden');
       t.equal((await h.call('DELETE', `/v1/hosts/${ORG_HOST}`, { token })).status, 403);
+      t.equal((await h.call('POST', `/v1/hosts/${ORG_HOST}/heartbeat`, { token })).status, 403);
+      t.equal((await h.call('POST', '/v1/batch', { token, body: { put: [entry(ORG_HOST)] } })).status, 403);
+      t.equal((await h.call('GET', `/v1/resolve?url=https://${ORG_HOST}/`, { token })).status, 403);
+      t.equal((await h.call('GET', '/v1/hosts/%E0%A4%A', { token })).status, 403, 'a malformed host is 403 without the right');
     }
+    t.equal((await h.call('GET', '/v1/hosts/%E0%A4%A')).status, 401, 'and 401 without a token');
     t.equal(h.store.map.has(ORG_HOST), false, 'nothing was stored');
   });
 
@@ -277,7 +310,11 @@ t.test('admin API over TCP', async (t) => {
     const token = await tokenCommand(['--platform', '--ttl', '120'], h.cfg);
     t.equal((await h.call('GET', '/v1/hosts', { token })).status, 200);
     const org = await tokenCommand(['--org', ORG, '--allowed-upstream', '10.1.0.0/16'], h.cfg);
-    t.equal((await h.call('GET', '/v1/hosts', { token: org })).status, 403, 'org token: authenticated, not yet authorized');
+    const orgList = await h.call('GET', '/v1/hosts', { token: org });
+    t.equal(orgList.status, 200, 'org token: authenticated and authorized');
+    const seen = orgList.body.map((e: { host: string }) => e.host);
+    t.ok(seen.length > 0 && seen.every((host: string) => host === ORG_HOST || host.endsWith(`.${ORG_HOST}`)), 'it sees only hosts of its org');
+    t.notOk(seen.includes(D), 'not the apex');
     const v = new TokenVerifier(h.keys, h.cfg.auth.jwt);
     t.match(v.verify(org), { type: 'organization_token', organization_id: ORG, allowed_upstreams: ['10.1.0.0/16'] });
     t.match(v.verify(await tokenCommand(['--user', 'u-1', '--scope', 'a', '--scope', 'b'], h.cfg)), { type: 'user', sub: 'u-1', scope: ['a', 'b'] });
@@ -308,6 +345,51 @@ t.test('admin API over a unix socket', async (t) => {
   t.same(r.body, { error: 'internal', message: 'internal error' });
   t.equal(r.status, 500);
   t.equal(seen.length, 1);
+});
+
+t.test('activity and metrics', async (t) => {
+  const ORG2 = '7f3a0000-0000-4000-8000-000000000003';
+  const ORG2_HOST = `org-${ORG2}.${D}`;
+  const row = (host: string, org: string | null) => ({
+    host, org_id: org, last_request_at: null, open_connections: 1, open_websockets: 0, requests: 2, bytes_in: 3, bytes_out: 4,
+  });
+  const orgRow = (org: string) => ({ org_id: org, hosts: 1, last_request_at: null, open_connections: 1, open_websockets: 0, requests: 2, bytes_in: 3, bytes_out: 4 });
+  const report: ActivityReport = {
+    hosts: [row(ORG_HOST, ORG), row(UC_HOST, ORG), row(ORG2_HOST, ORG2), row(D, null)],
+    orgs: [orgRow(ORG), orgRow(ORG2)],
+  };
+  const metrics: MetricsSource = { contentType: 'text/plain; version=0.0.4; charset=utf-8', metrics: async () => 'edgeway_hosts 3\n' };
+  const activity: ActivitySource = { activity: async () => report };
+
+  const h = await harness(t, {}, 'tcp', { activity, metrics });
+  const sign = (claims: Parameters<typeof signToken>[2]): string => signToken(h.keys, h.cfg.auth.jwt, claims, 600);
+  const platform = sign({ type: 'platform', scope: ['edge:admin'] });
+  const org = sign({ type: 'organization_token', organization_id: ORG });
+  const user = sign({ type: 'user', sub: 'u', scope: [] });
+
+  const all = await h.call('GET', '/v1/activity', { token: platform });
+  t.equal(all.status, 200);
+  t.same(all.body, report, 'a platform token sees every host and org');
+  const mine = await h.call('GET', '/v1/activity', { token: org });
+  t.same(mine.body.hosts.map((r: { host: string }) => r.host), [ORG_HOST, UC_HOST], 'an org token sees its own hosts only');
+  t.same(mine.body.orgs.map((r: { org_id: string }) => r.org_id), [ORG], 'and its own org only');
+  t.equal((await h.call('GET', '/v1/activity', { token: user })).status, 403);
+  t.equal((await h.call('GET', '/v1/activity')).status, 401);
+
+  // A raw request: the body is Prometheus text, not JSON.
+  const m = await request(`http://127.0.0.1:${h.port}/metrics`, { headers: { authorization: `Bearer ${platform}` } });
+  t.equal(m.statusCode, 200);
+  t.equal(m.headers['content-type'], metrics.contentType);
+  t.equal(await m.body.text(), 'edgeway_hosts 3\n');
+  t.equal((await h.call('GET', '/metrics')).status, 401, '/metrics needs a token');
+  t.equal((await h.call('GET', '/metrics', { token: org })).status, 403, 'an org token may not read metrics (they span every tenant)');
+  t.equal((await h.call('GET', '/metrics', { token: user })).status, 403);
+
+  const bare = await harness(t, {}, 'tcp');
+  const a = await bare.call('GET', '/v1/activity', { token: platform });
+  t.match(a, { status: 503, body: { error: 'service_unavailable' } }, 'no activity source: 503');
+  t.match(await bare.call('GET', '/metrics', { token: platform }), { status: 503, body: { error: 'service_unavailable' } }, 'no metrics source: 503');
+  t.equal((await bare.call('GET', '/metrics', { token: org })).status, 403, 'the right is checked before availability');
 });
 
 /** PUT through node:http, reading the response even while the body is still being written. */

@@ -58,6 +58,7 @@ function defaults(dir: string, domain: string, port: number) {
       login_url: `https://${domain}:${port}/login?return_to={return_to}`,
       handoff_max_ttl_s: 300,
       session_ttl_s: 43200,
+      fail_limit: { max_failures: 20, window_s: 60, ban_s: 300 },
     },
     admin: {
       allowed_upstreams: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '127.0.0.0/8', 'fc00::/7', '::1/128'],
@@ -152,6 +153,10 @@ t.test('bad values name their key and what was expected', async (t) => {
     ['login_url without return_to', { ...d, auth: { login_url: 'https://x.test/login' } }, 'auth.login_url'],
     ['login_url not a URL', { ...d, auth: { login_url: '/login?r={return_to}' } }, 'auth.login_url'],
     ['handoff ttl 0', { ...d, auth: { handoff_max_ttl_s: 0 } }, 'auth.handoff_max_ttl_s'],
+    ['fail_limit negative', { ...d, auth: { fail_limit: { max_failures: -1 } } }, 'auth.fail_limit.max_failures'],
+    ['fail_limit window 0', { ...d, auth: { fail_limit: { window_s: 0 } } }, 'auth.fail_limit.window_s'],
+    ['fail_limit ban text', { ...d, auth: { fail_limit: { ban_s: '5m' } } }, 'auth.fail_limit.ban_s'],
+    ['fail_limit unknown key', { ...d, auth: { fail_limit: { bans: 1 } } }, 'auth.fail_limit.bans'],
     ['allowed_upstreams /33', { ...d, admin: { allowed_upstreams: ['10.0.0.0/33'] } }, 'admin.allowed_upstreams[0]', /got "10\.0\.0\.0\/33"/],
     ['allowed_upstreams bare IP', { ...d, admin: { allowed_upstreams: ['10.0.0.0/8', '10.1.2.3'] } }, 'admin.allowed_upstreams[1]'],
     ['allowed_upstreams string', { ...d, admin: { allowed_upstreams: '10.0.0.0/8' } }, 'admin.allowed_upstreams'],

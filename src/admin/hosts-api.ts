@@ -1,9 +1,11 @@
 // The host-entry endpoints of the admin API (DESIGN.md "Admin API"): list, get,
-// put, delete. Order of checks on a write: token, right to the host, body
-// shape, upstream policy, then the store, so that a caller without the right
-// learns nothing from validation errors and a refused body is never read.
+// put, delete, heartbeat. Order of checks on a write: token, right to the host,
+// body shape, upstream policy, then the store, so that a caller without the
+// right learns nothing from validation errors and a refused body is never
+// read. The store's own refusals come last: a routes/ entry is 409 for anyone
+// who may manage that host, and 403 for anyone who may not (tenancy.ts).
 
-import { ADMIN_SCOPE, type TokenClaims } from '../auth/jwt.js';
+import type { TokenClaims } from '../auth/jwt.js';
 import type { HostStore, StoredEntry } from './host-store.js';
 import { EdgewayError, invalidField } from '../errors.js';
 import { normalizeHost, isValidEntryHost } from '../hosts/hostname.js';
@@ -11,30 +13,38 @@ import { validateEntry } from '../routes/validate-entry.js';
 import type { HandlerResult, RequestContext, RouteSpec } from './router.js';
 import { readJsonBody } from './body.js';
 import type { UpstreamPolicy } from './upstream-policy.js';
+import { forbidden, isPlatformAdmin, type Tenancy } from './tenancy.js';
 
 const WILDCARD = '*.';
 
-/**
- * The one place that decides whether a token may manage host entries:
- * `host` undefined asks about the collection (list), otherwise about one host.
- * For now only platform tokens with `edge:admin` may; organization tokens
- * (hosts equal to or under `org-<id>.<domain>`) are the next step and slot in here.
- */
-export function authorize(claims: TokenClaims, host: string | undefined): boolean {
-  void host;
-  return claims.type === 'platform' && claims.scope.includes(ADMIN_SCOPE);
-}
-
-/** The `{host}` path segment (already percent-decoded) → a normalized entry host, or 400 naming `host`. */
-export function normalizePathHost(raw: string): string {
+/** A path or body host → a normalized entry host, or 400 naming `field`. */
+export function normalizePathHost(raw: string, field = 'host'): string {
   const wildcard = raw.startsWith(WILDCARD);
   const rest = wildcard ? raw.slice(WILDCARD.length) : raw;
   // normalizeHost would accept a port (it reads Host headers); a path host has none.
   const name = rest.includes(':') ? undefined : normalizeHost(rest);
   const host = name === undefined ? undefined : wildcard ? WILDCARD + name : name;
   if (host === undefined || !isValidEntryHost(host)) {
-    throw invalidField('host', 'expected a DNS name, or *. followed by one');
+    throw invalidField(field, 'expected a DNS name, or *. followed by one');
   }
+  return host;
+}
+
+/**
+ * The host a token names (path segment, batch delete, …), checked against its
+ * rights. A malformed name is a 400 only for platform tokens: for anyone else
+ * it is simply not one of their hosts (403), so ports, unicode forms and broken
+ * escapes tell them nothing about how names are read.
+ */
+export function authorizedHost(tenancy: Tenancy, claims: TokenClaims, raw: string, field = 'host'): string {
+  let host: string;
+  try {
+    host = normalizePathHost(raw, field);
+  } catch (e) {
+    if (isPlatformAdmin(claims)) throw e;
+    throw forbidden();
+  }
+  if (!tenancy.mayManage(claims, host)) throw forbidden();
   return host;
 }
 
@@ -47,57 +57,61 @@ export function storedJson(s: StoredEntry): Record<string, unknown> {
   };
 }
 
-function forbidden(): EdgewayError {
-  return new EdgewayError('FORBIDDEN');
+export function byHost(a: StoredEntry, b: StoredEntry): number {
+  return a.entry.host < b.entry.host ? -1 : a.entry.host > b.entry.host ? 1 : 0;
 }
 
 function notFound(host: string): EdgewayError {
   return new EdgewayError('NOT_FOUND', `no host entry for ${host}`);
 }
 
-/** Resolves the path host and checks the token's right to it. */
-function targetHost(ctx: RequestContext): string {
-  const host = normalizePathHost(ctx.params.host ?? '');
-  if (!authorize(ctx.claims!, host)) throw forbidden();
-  return host;
-}
-
 export interface HostsApiDeps {
   readonly store: HostStore;
   readonly policy: UpstreamPolicy;
+  readonly tenancy: Tenancy;
 }
 
 export function hostRoutes(deps: HostsApiDeps): RouteSpec[] {
-  const { store, policy } = deps;
+  const { store, policy, tenancy } = deps;
+  const target = (ctx: RequestContext): string => authorizedHost(tenancy, ctx.claims!, ctx.params.host ?? '');
 
   const list = (ctx: RequestContext): HandlerResult => {
     const claims = ctx.claims!;
-    if (!authorize(claims, undefined)) throw forbidden();
-    const visible = store.list().filter((s) => authorize(claims, s.entry.host));
-    visible.sort((a, b) => (a.entry.host < b.entry.host ? -1 : a.entry.host > b.entry.host ? 1 : 0));
+    if (!tenancy.mayUseApi(claims)) throw forbidden();
+    const all = store.list();
+    const visible = isPlatformAdmin(claims) ? all : all.filter((s) => tenancy.mayManage(claims, s.entry.host));
+    visible.sort(byHost);
     return { status: 200, body: visible.map(storedJson) };
   };
 
   const get = (ctx: RequestContext): HandlerResult => {
-    const host = targetHost(ctx);
+    const host = target(ctx);
     const stored = store.get(host);
     if (stored === undefined) throw notFound(host);
     return { status: 200, body: storedJson(stored) };
   };
 
   const put = async (ctx: RequestContext): Promise<HandlerResult> => {
-    const host = targetHost(ctx);
+    const host = target(ctx);
     const body = await readJsonBody(ctx.req);
     const entry = validateEntry(body, { source: 'api', pathHost: host });
-    await policy.check(entry);
+    await policy.check(entry, { claim: tenancy.upstreamClaim(ctx.claims!) });
     const { created, stored } = await store.put(entry);
     return { status: created ? 201 : 200, body: storedJson(stored) };
   };
 
   const remove = async (ctx: RequestContext): Promise<HandlerResult> => {
-    const host = targetHost(ctx);
+    const host = target(ctx);
     if (!(await store.delete(host))) throw notFound(host);
     return { status: 204 };
+  };
+
+  // Renews the lease for a full lease_ttl_s from now; the body, if any, is ignored.
+  const heartbeat = async (ctx: RequestContext): Promise<HandlerResult> => {
+    const host = target(ctx);
+    const stored = await store.heartbeat(host);
+    if (stored === undefined) throw notFound(host);
+    return { status: 200, body: storedJson(stored) };
   };
 
   return [
@@ -105,5 +119,6 @@ export function hostRoutes(deps: HostsApiDeps): RouteSpec[] {
     { method: 'GET', path: '/v1/hosts/{host}', auth: true, handler: get },
     { method: 'PUT', path: '/v1/hosts/{host}', auth: true, handler: put },
     { method: 'DELETE', path: '/v1/hosts/{host}', auth: true, handler: remove },
+    { method: 'POST', path: '/v1/hosts/{host}/heartbeat', auth: true, handler: heartbeat },
   ];
 }

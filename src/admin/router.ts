@@ -1,11 +1,10 @@
 // The admin API's route table: method + path pattern → handler, compiled once
 // when the server is created. Patterns are `/`-separated segments where `{name}`
-// captures one percent-decoded segment. Later endpoints (heartbeat, batch,
-// resolve, oauth clients, collab rooms, …) slot in as more rows.
+// captures one percent-decoded segment. Later endpoints (oauth clients, collab
+// rooms, …) slot in as more rows.
 
 import type { IncomingMessage } from 'node:http';
 import type { TokenClaims } from '../auth/jwt.js';
-import { invalidField } from '../errors.js';
 
 export interface RequestContext {
   readonly req: IncomingMessage;
@@ -20,6 +19,8 @@ export interface HandlerResult {
   readonly status: number;
   /** JSON-serialized; omitted for 204. */
   readonly body?: unknown;
+  /** Sent as is instead of `body` (Prometheus text); set its content-type in `headers`. */
+  readonly text?: string;
   readonly headers?: Readonly<Record<string, string>>;
 }
 
@@ -74,7 +75,7 @@ export class Router {
     }
   }
 
-  /** `pathname` is the request path without the query. Throws INVALID_FIELD (naming the param) for a malformed percent-escape. */
+  /** `pathname` is the request path without the query. */
   match(method: string, pathname: string): RouteMatch {
     if (pathname.charCodeAt(0) !== 0x2f) return NONE;
     const parts = pathname.slice(1).split('/');
@@ -108,17 +109,23 @@ function matchSegments(segments: readonly Segment[], parts: readonly string[]): 
     }
     if (part.length === 0) return undefined;
     params ??= {};
-    params[seg.param!] = decodeSegment(part, seg.param!);
+    params[seg.param!] = decodeSegment(part);
   }
   return params ?? {};
 }
 
-function decodeSegment(part: string, name: string): string {
+/**
+ * A malformed escape is kept as it is rather than refused here: the handler's
+ * own check then refuses it (a raw '%' is in no valid host or id) after the
+ * token is known, so an unauthenticated caller gets 401 and a caller without
+ * the right 403, and neither learns from a 400 how the value was read.
+ */
+function decodeSegment(part: string): string {
   if (part.indexOf('%') === -1) return part;
   try {
     return decodeURIComponent(part);
   } catch {
-    throw invalidField(name, 'malformed percent-encoding in the path');
+    return part;
   }
 }
 

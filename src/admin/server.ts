@@ -10,8 +10,13 @@ import type { TokenClaims, TokenVerifier } from '../auth/jwt.js';
 import { EdgewayError, isEdgewayError } from '../errors.js';
 import { Router, splitUrl, type HandlerResult, type RouteSpec } from './router.js';
 import { hostRoutes } from './hosts-api.js';
+import { batchRoute } from './batch-api.js';
+import { resolveRoute } from './resolve-api.js';
+import { observeRoutes } from './observe-api.js';
+import { Tenancy } from './tenancy.js';
 import { UpstreamPolicy } from './upstream-policy.js';
 import { mustClose } from './body.js';
+import type { ActivitySource, MetricsSource } from '../observe/types.js';
 
 export interface AdminDeps {
   readonly config: Config;
@@ -19,6 +24,10 @@ export interface AdminDeps {
   readonly verifier: TokenVerifier;
   /** Epoch ms when the process started (for `uptime_s`). */
   readonly startedAt: number;
+  /** GET /v1/activity; answered 503 while absent. */
+  readonly activity?: ActivitySource;
+  /** GET /metrics; answered 503 while absent. */
+  readonly metrics?: MetricsSource;
 }
 
 /** Emitted on the server with the error when a handler fails unexpectedly (500), so main can log it. */
@@ -69,7 +78,7 @@ function errorResult(e: unknown, server: Server): HandlerResult {
 
 function send(req: IncomingMessage, res: ServerResponse, result: HandlerResult): void {
   if (res.headersSent || res.destroyed) return;
-  const payload = result.status === 204 || result.body === undefined ? '' : JSON.stringify(result.body);
+  const payload = result.text ?? (result.status === 204 || result.body === undefined ? '' : JSON.stringify(result.body));
   res.statusCode = result.status;
   res.setHeader('content-type', 'application/json');
   res.setHeader('cache-control', 'no-store');
@@ -88,7 +97,15 @@ function send(req: IncomingMessage, res: ServerResponse, result: HandlerResult):
 
 export function createAdminServer(deps: AdminDeps): Server {
   const policy = new UpstreamPolicy(deps.config.admin.allowed_upstreams);
-  const router = new Router([healthRoute(deps), ...hostRoutes({ store: deps.store, policy })]);
+  const tenancy = new Tenancy(deps.config.domain);
+  const { store } = deps;
+  const router = new Router([
+    healthRoute(deps),
+    ...hostRoutes({ store, policy, tenancy }),
+    batchRoute({ store, policy, tenancy }),
+    resolveRoute({ store, tenancy, config: deps.config }),
+    ...observeRoutes({ tenancy, ...(deps.activity ? { activity: deps.activity } : {}), ...(deps.metrics ? { metrics: deps.metrics } : {}) }),
+  ]);
   const { verifier } = deps;
   const limits = deps.config.limits;
 

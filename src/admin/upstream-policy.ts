@@ -1,84 +1,73 @@
 // "Upstreams registered through the API must fall inside admin.allowed_upstreams"
 // (DESIGN.md "Admin API"): a gateway must not point the edge at arbitrary
 // addresses (the metadata service, the admin port, another org's network).
-// Literal IPs are checked against a BlockList built once; names are resolved
-// and every address they resolve to must be inside.
+// Literal IPs are checked against the AddressPolicy built once from the config
+// (link-local and metadata refused unless listed exactly); names are resolved
+// and every address they resolve to must be inside. An organization token's
+// `allowed_upstreams` claim narrows the set further (DESIGN.md "Tokens").
+//
+// Outside admin.allowed_upstreams is bad input for anyone: 400 naming the
+// field. Inside it but outside the token's claim is a right the token lacks:
+// 403, still naming the field. The data plane checks names again at connect
+// time (src/proxy/guarded-lookup.ts): DNS may answer differently later.
 
-import { BlockList, isIP } from 'node:net';
+import type { BlockList } from 'node:net';
+import { isIP } from 'node:net';
 import { lookup } from 'node:dns/promises';
 import type { HostEntry } from '../routes/types.js';
 import { EdgewayError, invalidField } from '../errors.js';
+import { AddressPolicy, familyOf } from '../proxy/address-policy.js';
 
-type Family = 'ipv4' | 'ipv6';
-
-const PREFIX = /^\d{1,3}$/;
-
-/** Parses `10.0.0.0/8`, `fd00::/8` or a bare address; undefined when malformed. */
-export function parseCidr(text: string): { address: string; prefix: number; family: Family } | undefined {
-  if (typeof text !== 'string') return undefined;
-  const slash = text.indexOf('/');
-  const address = slash === -1 ? text : text.slice(0, slash);
-  const v = isIP(address);
-  if (v === 0) return undefined;
-  const max = v === 4 ? 32 : 128;
-  let prefix = max;
-  if (slash !== -1) {
-    const p = text.slice(slash + 1);
-    if (!PREFIX.test(p)) return undefined;
-    prefix = Number(p);
-    if (prefix > max) return undefined;
-  }
-  return { address, prefix, family: v === 4 ? 'ipv4' : 'ipv6' };
-}
-
-/** A BlockList holding `cidrs`; throws naming `key[i]` for a malformed one. */
-export function buildBlockList(cidrs: readonly string[], key: string): BlockList {
-  const list = new BlockList();
-  cidrs.forEach((c, i) => {
-    const p = parseCidr(c);
-    if (p === undefined) {
-      throw new EdgewayError('CONFIG_INVALID', `${key}[${i}]: not a CIDR`, { field: `${key}[${i}]` });
-    }
-    list.addSubnet(p.address, p.prefix, p.family);
-  });
-  return list;
-}
-
-function familyOf(address: string): Family | undefined {
-  const v = isIP(address);
-  return v === 4 ? 'ipv4' : v === 6 ? 'ipv6' : undefined;
-}
+export { parseCidr, buildBlockList } from '../proxy/address-policy.js';
 
 const NOT_INSIDE = 'not inside admin.allowed_upstreams';
+const NOT_IN_CLAIM = "not inside the token's allowed_upstreams";
+
+/** Addresses of a name, shared by the checks of one request (round-robin groups and batches repeat names). */
+export type ResolveCache = Map<string, Promise<string[] | undefined>>;
+
+export interface CheckOptions {
+  /** Prepended to field names: `put[3].` in a batch. */
+  readonly prefix?: string;
+  /** The token's `allowed_upstreams` claim, when it has one. */
+  readonly claim?: BlockList;
+  readonly cache?: ResolveCache;
+}
 
 export class UpstreamPolicy {
-  readonly #allowed: BlockList;
+  readonly addresses: AddressPolicy;
 
   constructor(cidrs: readonly string[]) {
-    this.#allowed = buildBlockList(cidrs, 'admin.allowed_upstreams');
+    this.addresses = new AddressPolicy(cidrs);
   }
 
-  /** Throws EdgewayError INVALID_FIELD naming the first upstream that falls outside. */
-  async check(entry: HostEntry): Promise<void> {
-    // One lookup per distinct name within an entry (round-robin groups repeat hosts).
-    const resolved = new Map<string, Promise<string[] | undefined>>();
+  /** Throws INVALID_FIELD (400) or FORBIDDEN (403) naming the first upstream that falls outside. */
+  async check(entry: HostEntry, opts: CheckOptions = {}): Promise<void> {
+    const prefix = opts.prefix ?? '';
+    const cache = opts.cache ?? new Map();
     for (let i = 0; i < entry.locations.length; i++) {
       const loc = entry.locations[i]!;
-      if (loc.upstream !== undefined) await this.#checkUrl(loc.upstream, `locations[${i}].upstream`, resolved);
+      if (loc.upstream !== undefined) await this.#checkUrl(loc.upstream, `${prefix}locations[${i}].upstream`, opts.claim, cache);
       const group = loc.upstreams ?? [];
       for (let j = 0; j < group.length; j++) {
-        await this.#checkUrl(group[j]!, `locations[${i}].upstreams[${j}]`, resolved);
+        await this.#checkUrl(group[j]!, `${prefix}locations[${i}].upstreams[${j}]`, opts.claim, cache);
       }
     }
   }
 
-  /** True when the literal address is inside the allowed list. */
+  /** True when the literal address is inside the allowed list (sensitive ranges only when listed exactly). */
   allows(address: string): boolean {
-    const family = familyOf(address);
-    return family !== undefined && this.#allowed.check(address, family);
+    return this.addresses.allows(address);
   }
 
-  async #checkUrl(raw: string, field: string, resolved: Map<string, Promise<string[] | undefined>>): Promise<void> {
+  #checkAddress(address: string, field: string, claim: BlockList | undefined): void {
+    if (!this.addresses.allows(address)) throw invalidField(field, NOT_INSIDE);
+    if (claim !== undefined && !claim.check(address, familyOf(address)!)) {
+      throw new EdgewayError('FORBIDDEN', `${field}: ${NOT_IN_CLAIM}`, { field });
+    }
+  }
+
+  async #checkUrl(raw: string, field: string, claim: BlockList | undefined, cache: ResolveCache): Promise<void> {
     let host: string;
     try {
       host = new URL(raw).hostname;
@@ -87,22 +76,17 @@ export class UpstreamPolicy {
     }
     // WHATWG URLs bracket IPv6 literals and normalize IPv4 forms such as 0x7f.1.
     if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
-    if (isIP(host) !== 0) {
-      if (!this.allows(host)) throw invalidField(field, NOT_INSIDE);
-      return;
-    }
-    let addresses = resolved.get(host);
+    if (isIP(host) !== 0) return this.#checkAddress(host, field, claim);
+    let addresses = cache.get(host);
     if (addresses === undefined) {
-      addresses = lookup(host, { all: true, verbatim: true }).then(
+      addresses = lookup(host, { all: true }).then(
         (list) => list.map((a) => a.address),
         () => undefined,
       );
-      resolved.set(host, addresses);
+      cache.set(host, addresses);
     }
     const list = await addresses;
     if (list === undefined || list.length === 0) throw invalidField(field, 'the upstream name does not resolve');
-    for (const a of list) {
-      if (!this.allows(a)) throw invalidField(field, NOT_INSIDE);
-    }
+    for (const a of list) this.#checkAddress(a, field, claim);
   }
 }

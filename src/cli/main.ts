@@ -1,19 +1,22 @@
 // edgeway's command line (DESIGN.md "Command line"): `edgeway --config FILE`
 // runs the appliance; `edgeway token …` mints a development token with the
-// configured key. Exit codes: 0 clean stop, 1 runtime failure, 2 bad
-// configuration or usage (contract: unknown keys and bad values exit 2).
+// configured key; `edgeway hosts …` and `edgeway resolve …` talk to a running
+// instance's admin API. Exit codes: 0 done (or clean stop), 1 runtime failure
+// (including an error answer from the admin API), 2 bad configuration or
+// usage (contract: unknown keys and bad values exit 2).
 
 import cluster from 'node:cluster';
 import process from 'node:process';
 import { parseArgs } from 'node:util';
-import { startAppliance } from '../appliance.js';
-import { startPrimary } from '../cluster/primary.js';
-import { runWorker } from '../cluster/worker.js';
-import { tokenCommand } from './token.js';
+import { tokenCommand, TOKEN_USAGE } from './token.js';
+import { CLIENT_OPTIONS_USAGE, CliError } from './admin-client.js';
+import { hostsCommand, HOSTS_USAGE } from './hosts.js';
+import { resolveCommand, RESOLVE_USAGE } from './resolve.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { isEdgewayError } from '../errors.js';
-import { createLogger } from '../log.js';
+// The appliance, its workers and the logger are imported only by the commands
+// that run them: `edgeway hosts …` then starts in half the time.
 
 /** Signals that arrived before the appliance was up (see src/main.ts). */
 export interface EarlySignals {
@@ -24,8 +27,14 @@ export interface EarlySignals {
 const SIGNALS: readonly NodeJS.Signals[] = ['SIGHUP', 'SIGTERM', 'SIGINT'];
 
 const USAGE = `usage:
-  edgeway --config FILE                 run the appliance
-  edgeway token --config FILE --platform | --org ID | --user ID --scope S [--scope S…] [--ttl SECONDS]
+  edgeway [run] --config FILE            run the appliance
+${HOSTS_USAGE}
+${RESOLVE_USAGE}
+  edgeway token --config FILE …          sign a development token with the configured key
+
+${CLIENT_OPTIONS_USAGE}
+
+${TOKEN_USAGE}
 `;
 
 const DEFAULT_CONFIG = process.env['EDGEWAY_CONFIG'] ?? '/etc/edgeway/config.yaml';
@@ -46,6 +55,11 @@ async function config(file: string | undefined): Promise<Config> {
 
 async function run(file: string | undefined, early: EarlySignals): Promise<void> {
   const cfg = await config(file);
+  const [{ createLogger }, { startAppliance }, { startPrimary }] = await Promise.all([
+    import('../log.js'),
+    import('../appliance.js'),
+    import('../cluster/primary.js'),
+  ]);
   const log = createLogger(cfg.log.level);
   let app: { addresses: object; banner: readonly string[]; reload(): Promise<void>; stop(): Promise<boolean> };
   try {
@@ -97,6 +111,7 @@ async function run(file: string | undefined, early: EarlySignals): Promise<void>
 export async function main(argv: string[], early: EarlySignals): Promise<void> {
   if (!cluster.isPrimary) {
     for (const s of SIGNALS) process.off(s, early.listener);
+    const { runWorker } = await import('../cluster/worker.js');
     return runWorker(early.received);
   }
   const sub = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : 'run';
@@ -108,6 +123,9 @@ export async function main(argv: string[], early: EarlySignals): Promise<void> {
     case 'run': {
       const unknown = tokens.filter((t) => t.kind === 'option' && t.name !== 'config');
       if (unknown.length > 0) fail(`unknown option --${(unknown[0] as { name: string }).name}\n${USAGE}`, 2);
+      // `edgeway --config F hosts list` would otherwise start an appliance.
+      const stray = tokens.find((t) => t.kind === 'positional');
+      if (stray !== undefined) fail(`unexpected argument ${JSON.stringify((stray as { value: string }).value)} (the command comes first: edgeway hosts list --config FILE)\n${USAGE}`, 2);
       return run(file, early);
     }
     case 'token': {
@@ -116,12 +134,27 @@ export async function main(argv: string[], early: EarlySignals): Promise<void> {
       try {
         process.stdout.write(`${await tokenCommand(args, cfg)}\n`);
       } catch (err) {
-        fail(`${(err as Error).message}\n${USAGE}`, 2);
+        // Its usage errors carry TOKEN_USAGE already.
+        fail((err as Error).message, 2);
       }
       return;
     }
+    case 'hosts':
+      return client(() => hostsCommand(rest));
+    case 'resolve':
+      return client(() => resolveCommand(rest));
     default:
       fail(`unknown command ${sub}\n${USAGE}`, 2);
+  }
+}
+
+/** Runs an admin API command: its output on stdout, a CliError as `edgeway: …` with its exit code. */
+async function client(command: () => Promise<string>): Promise<void> {
+  try {
+    process.stdout.write(await command());
+  } catch (err) {
+    if (!(err instanceof CliError)) throw err;
+    fail(err.exitCode === 2 ? `${err.message}\n${USAGE}` : err.message, err.exitCode);
   }
 }
 

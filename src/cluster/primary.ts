@@ -12,10 +12,13 @@ import type { Logger } from '../log.js';
 import { newTicketKeys } from '../tls/server-options.js';
 import { ClusterSink } from './cluster-sink.js';
 import { isMessage, type ToPrimary } from './messages.js';
+import { createPrimaryObservability, type PrimaryObservability } from './stats.js';
 
 export interface Primary {
   readonly addresses: { https: string; http: string; admin: string };
   readonly banner: readonly string[];
+  /** GET /metrics and GET /v1/activity for the whole process group; leaseExpired() for the control plane. */
+  readonly observability: PrimaryObservability;
   reload(): Promise<void>;
   stop(): Promise<boolean>;
 }
@@ -28,7 +31,17 @@ export async function startPrimary(cfg: Config, log: Logger, workerArgs: readonl
   const ticketKeys = newTicketKeys().toString('base64');
   const sink = new ClusterSink(cfg.workers);
   const certs = await openCertSource(cfg);
-  const control: ControlHost = await startControl(cfg, certs, sink, log);
+  // The admin API is built inside startControl and reads the table through
+  // `store` once it is set (an early call sees an empty table, not an error).
+  let store: ControlHost['control'] | undefined;
+  const observability = createPrimaryObservability({
+    domain: cfg.domain,
+    workers: cfg.workers,
+    hosts: () => store?.list().map((s) => s.entry.host) ?? [],
+    tableSize: () => store?.health().hosts ?? 0,
+  });
+  const control: ControlHost = await startControl(cfg, certs, sink, log, observability);
+  store = control.control;
   let config = cfg;
   let stopping = false;
   const addresses = { https: '', http: '', admin: control.adminAddress };
@@ -52,6 +65,7 @@ export async function startPrimary(cfg: Config, log: Logger, workerArgs: readonl
           sink.send(worker, { t: 'init', config, ticketKeys, change, version });
         });
       } else if (m.t === 'ack') sink.ack(worker, m.version);
+      else if (m.t === 'stats') observability.collector.reply(m);
       else if (m.t === 'ready') {
         Object.assign(addresses, m.addresses);
         sink.markListening(worker);
@@ -89,6 +103,7 @@ export async function startPrimary(cfg: Config, log: Logger, workerArgs: readonl
   return {
     addresses,
     banner: [...certs.describe(), `data-plane workers: ${cfg.workers}`],
+    observability,
     async reload(): Promise<void> {
       config = await control.reload();
       for (const w of Object.values(cluster.workers ?? {})) if (w) sink.send(w, { t: 'limits', config });

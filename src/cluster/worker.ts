@@ -8,7 +8,10 @@ import type { Config } from '../config/types.js';
 import { createLogger, type Logger } from '../log.js';
 import { startDataPlane, type DataPlaneHost } from '../server/data-plane-host.js';
 import { DataState } from '../server/data-state.js';
+import { workerCertLoader } from '../control/cert-source.js';
+import type { Observability } from '../observe/observer.js';
 import { isMessage, type ToPrimary, type ToWorker } from './messages.js';
+import { answerStats, createWorkerObservability } from './stats.js';
 
 function send(m: ToPrimary): void {
   if (process.connected) process.send?.(m);
@@ -17,6 +20,7 @@ function send(m: ToPrimary): void {
 export function runWorker(earlySignals: readonly NodeJS.Signals[] = []): void {
   let state: DataState | undefined;
   let host: DataPlaneHost | undefined;
+  let obs: Observability | undefined;
   let log: Logger = createLogger('info', 'edgeway-worker');
 
   const drainAndExit = async (): Promise<void> => {
@@ -40,7 +44,12 @@ export function runWorker(earlySignals: readonly NodeJS.Signals[] = []): void {
         return;
       case 'limits':
         host?.applyLimits(m.config);
+        obs?.applyConfig(m.config);
         log.level = m.config.log.level;
+        return;
+      case 'stats':
+        // A failed snapshot still answers, so the primary does not wait out its timeout.
+        answerStats(obs, m).then(send, () => send({ t: 'stats', id: m.id }));
         return;
       case 'drain':
         void drainAndExit();
@@ -51,11 +60,13 @@ export function runWorker(earlySignals: readonly NodeJS.Signals[] = []): void {
   async function init(config: Config, ticketKeys: Buffer, m: Extract<ToWorker, { t: 'init' }>): Promise<void> {
     log = createLogger(config.log.level, 'edgeway-worker');
     if (m.change.kind !== 'replace') throw new Error('init carries the whole state');
-    const s = new DataState(config.domain, m.change.fallback);
+    const s = new DataState(config.domain, m.change.fallback, workerCertLoader(config));
     s.apply(m.change, m.version);
     state = s;
+    obs = createWorkerObservability(config, log, s);
     try {
       host = await startDataPlane(config, s, ticketKeys, log);
+      host.plane.observer = obs.observer;
     } catch (err) {
       send({ t: 'failed', message: (err as Error).message });
       process.exit(1);

@@ -35,6 +35,15 @@ export interface JwtConfig {
   readonly audience: string | undefined;
 }
 
+/** Repeated authentication failures from one address get 429 (fail2ban-like). */
+export interface FailLimitConfig {
+  /** Refused credentials within window_s that start a ban; 0 turns the limiter off. */
+  readonly max_failures: number;
+  readonly window_s: number;
+  /** How long a banned address gets 429. */
+  readonly ban_s: number;
+}
+
 export interface LimitsConfig {
   /** Whole request head must arrive within this (slowloris). */
   readonly header_timeout_ms: number;
@@ -89,6 +98,7 @@ export interface Config {
     readonly login_url: string;
     readonly handoff_max_ttl_s: number;
     readonly session_ttl_s: number;
+    readonly fail_limit: FailLimitConfig;
   };
   readonly admin: {
     /** CIDR list. */

@@ -72,6 +72,7 @@ export function validateConfig(raw: unknown, configFile: string): Config {
     login_url: readLoginUrl(authSec, domain, public_port),
     handoff_max_ttl_s: authSec.int('handoff_max_ttl_s', 300, 1, 3600),
     session_ttl_s: authSec.int('session_ttl_s', 43_200, 60, 30 * 86_400),
+    fail_limit: readFailLimit(authSec.section('fail_limit')),
   };
   authSec.done();
 
@@ -271,6 +272,16 @@ function readJwt(s: Section, base: string, dataDir: string): JwtConfig {
   const audience = s.str('audience');
   s.done();
   return { algorithms, secret, secret_file, public_key_file, issuer, audience };
+}
+
+function readFailLimit(s: Section): Config['auth']['fail_limit'] {
+  const r = {
+    max_failures: s.int('max_failures', 20, 0, 1_000_000),
+    window_s: s.int('window_s', 60, 1, 86_400),
+    ban_s: s.int('ban_s', 300, 1, 86_400),
+  };
+  s.done();
+  return r;
 }
 
 function readLoginUrl(s: Section, domain: string, publicPort: number): string {

@@ -6,6 +6,7 @@
 import type { Config } from '../config/types.js';
 import { EdgewayError } from '../errors.js';
 import type { CertBundle } from '../tls/cert-bundle.js';
+import type { CertLoader } from '../tls/cert-store.js';
 import { loadCertsDir } from '../tls/files-mode.js';
 import { LocalCA } from '../tls/local-ca.js';
 
@@ -18,6 +19,13 @@ export interface CertSource {
   forHost(host: string): Promise<CertBundle | undefined>;
   /** Lines for the start-up banner (e.g. the CA path and how to trust it). */
   describe(): string[];
+  /**
+   * Sources whose data planes load certificates on first use (restored hosts,
+   * see cert-store.ts): what a data plane in this process calls on a miss.
+   */
+  loader?(): CertLoader;
+  /** For a host whose certificate was never handed over: must it be obtained (again) now? */
+  due?(host: string): Promise<boolean>;
 }
 
 /** Self-signed mode: edgeway's own local CA mints an exact-name leaf per host. */
@@ -39,6 +47,15 @@ class LocalCaSource implements CertSource {
 
   forHost(host: string): Promise<CertBundle> {
     return this.ca.leafFor(host);
+  }
+
+  /** In one process the data plane asks the CA itself: from memory, disk, or minted. */
+  loader(): CertLoader {
+    return (name) => this.ca.leafFor(name);
+  }
+
+  due(host: string): Promise<boolean> {
+    return this.ca.leafDue(host);
   }
 
   describe(): string[] {
@@ -96,4 +113,13 @@ export async function openCertSource(cfg: Config): Promise<CertSource> {
         field: 'tls.mode',
       });
   }
+}
+
+/**
+ * A data-plane worker's loader: the leaf files the control plane minted into
+ * data_dir (same machine; a file read is fine on the handshake path, IPC is
+ * not). Files mode hands every certificate over up front and needs none.
+ */
+export function workerCertLoader(cfg: Config): CertLoader | undefined {
+  return cfg.tls.mode === 'self-signed' ? LocalCA.leafReader(cfg.data_dir) : undefined;
 }

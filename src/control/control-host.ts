@@ -4,6 +4,7 @@
 // so a bad file is refused and the old state keeps serving (Caddy's pattern).
 
 import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import type http from 'node:http';
 import { createAdminServer } from '../admin/server.js';
 import { loadJwtKeys } from '../auth/keys.js';
@@ -11,11 +12,13 @@ import { TokenVerifier } from '../auth/jwt.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
+import type { ActivitySource, MetricsSource } from '../observe/types.js';
 import { loadRoutesDir } from '../routes/load-dir.js';
 import { listen } from '../server/listeners.js';
 import { openCertSource, type CertSource } from './cert-source.js';
 import type { DataPlaneSink } from './changes.js';
 import { ControlPlane } from './control-plane.js';
+import { DurableState } from './durable-state.js';
 
 /** Keys a running process cannot change; a reload that changes them says so and keeps the old values. */
 const RESTART_KEYS = ['domain', 'listen', 'workers', 'data_dir', 'tls', 'auth', 'admin'] as const;
@@ -29,13 +32,41 @@ export interface ControlHost {
   close(): Promise<void>;
 }
 
-export async function startControl(cfg: Config, certs: CertSource, sink: DataPlaneSink, log: Logger): Promise<ControlHost> {
+/** What the admin API serves as /v1/activity and /metrics (src/observe). */
+export interface ControlObservability {
+  readonly activity?: ActivitySource;
+  readonly metrics?: MetricsSource & { leaseExpired?(): void };
+}
+
+export async function startControl(
+  cfg: Config,
+  certs: CertSource,
+  sink: DataPlaneSink,
+  log: Logger,
+  observe: ControlObservability = {},
+): Promise<ControlHost> {
   const entries = await loadRoutesDir(cfg.routes_dir, cfg.domain);
-  const control = new ControlPlane(certs, sink, log);
-  await control.start(entries);
+  // API entries persist under data_dir/state (journal + snapshot); static ones come from routes/.
+  const { durable, restored, stats } = await DurableState.open(join(cfg.data_dir, 'state'), log);
+  const control = new ControlPlane(certs, sink, log, durable);
+  const metrics = observe.metrics;
+  if (metrics?.leaseExpired) control.onLeaseExpired = () => metrics.leaseExpired!();
+  try {
+    await control.start(entries, restored, stats);
+  } catch (err) {
+    await durable.close();
+    throw err;
+  }
 
   const verifier = new TokenVerifier(await loadJwtKeys(cfg), cfg.auth.jwt);
-  const admin = createAdminServer({ config: cfg, store: control, verifier, startedAt: Date.now() });
+  const admin = createAdminServer({
+    config: cfg,
+    store: control,
+    verifier,
+    startedAt: Date.now(),
+    ...(observe.activity ? { activity: observe.activity } : {}),
+    ...(observe.metrics ? { metrics: observe.metrics } : {}),
+  });
   if (cfg.listen.admin.kind === 'unix') await rm(cfg.listen.admin.path, { force: true });
   const adminAddress = await listen(admin, cfg.listen.admin);
 
@@ -61,6 +92,7 @@ export async function startControl(cfg: Config, certs: CertSource, sink: DataPla
       const closed = new Promise<void>((resolve) => admin.close(() => resolve()));
       admin.closeAllConnections();
       await closed;
+      await control.close();
     },
   };
 }

@@ -30,6 +30,12 @@ export interface OrgActivity {
 export interface ActivityReport {
   readonly hosts: readonly HostActivity[];
   readonly orgs: readonly OrgActivity[];
+  /**
+   * With `workers: N`: data-plane workers that did not answer in time, so the
+   * counts above miss their share (0 when complete). A pool manager must not
+   * call an org idle from an incomplete report.
+   */
+  readonly workers_missing?: number;
 }
 
 export interface ActivitySource {
@@ -64,4 +70,30 @@ export interface RequestObserver {
   ): void;
   /** An authentication or authorization refusal at the edge (reason: no_token, expired, signature, scope, …). */
   authFailure(reason: string): void;
+}
+
+// ---- Symbols shared with other modules (Symbol.for: one value however the module is loaded) ----
+
+/**
+ * The authenticated user's id (`sub`), set by the access check on the request:
+ * `(req as RequestMarks)[kUser] = sub`. The access log reads it when the
+ * response ends, so setting it any time before that is fine.
+ */
+export const kUser: unique symbol = Symbol.for('edgeway.user');
+
+/**
+ * This request's id (`<process prefix><counter>`), set by the observer in
+ * `request()`/`upgrade()`, for anything that wants to echo or forward it
+ * (`X-Request-Id` towards the upstream, the `request_id` of error bodies).
+ */
+export const kRequestId: unique symbol = Symbol.for('edgeway.request_id');
+
+/** The catalogue code edgeway answered with (set by src/proxy/failure.ts on the response or the raw socket). */
+export const kErrorCode: unique symbol = Symbol.for('edgeway.error_code');
+
+/** The marks above, for casts: `(req as RequestMarks)[kUser]`. */
+export interface RequestMarks {
+  [kUser]?: string;
+  [kRequestId]?: string;
+  [kErrorCode]?: import('../errors.js').ErrorCode;
 }

@@ -9,6 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ERRORS, isEdgewayError, type ErrorCode } from '../errors.js';
+import { kErrorCode, type RequestMarks } from '../observe/types.js';
 
 /** Node/undici error codes → catalogue codes. */
 const BY_ERRNO: Readonly<Record<string, ErrorCode>> = {
@@ -135,6 +136,8 @@ const WANTS_HTML = /text\/html/i;
  * never a fake-complete one.
  */
 export function sendError(req: IncomingMessage, res: ServerResponse, code: ErrorCode, requestId?: string): void {
+  // For metrics and the access log (upstream errors by cause), read when the response closes.
+  (res as RequestMarks)[kErrorCode] = code;
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return;
@@ -170,6 +173,7 @@ export function rawErrorResponse(code: ErrorCode): Buffer {
 
 /** Refuses an upgrade on its raw socket: writes the error response and ends the socket. */
 export function sendRawError(socket: Duplex, code: ErrorCode): void {
+  (socket as RequestMarks)[kErrorCode] = code;
   if (socket.destroyed) return;
   if (socket.writable) socket.end(prepared(code).raw);
   else socket.destroy();

@@ -20,6 +20,14 @@ export interface ForwardRequest {
   readonly proto: 'http' | 'https';
   /** Host header value as received (with port), for X-Forwarded-Host. */
   readonly host: string;
+  /**
+   * The location comes from routes/ (trusted operator config): its upstream
+   * names skip the connect-time SSRF guard (src/proxy/guarded-lookup.ts).
+   * Absent means guarded.
+   */
+  readonly trusted?: boolean;
+  /** The Authorization header carried the user token edgeway accepted: it is edgeway's, not forwarded. */
+  readonly dropAuthorization?: boolean;
 }
 
 export interface Forwarder {

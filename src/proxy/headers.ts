@@ -6,6 +6,11 @@
 // and SHOULD remove the well-known hop-by-hop fields even when not named
 // (Proxy-Connection, Keep-Alive, TE, Transfer-Encoding, Upgrade; Trailer
 // announces fields of a chunked body that we re-frame anyway).
+//
+// What is edgeway's own never reaches an upstream (DESIGN.md "How a browser
+// gets in"): the `edgeway_token` and `edgeway_state` cookies and query
+// parameters always, the Authorization header when it carried the token
+// edgeway accepted. The app's other cookies and its own Authorization pass.
 
 import type { IncomingMessage } from 'node:http';
 import type { ForwardRequest } from './forwarder.js';
@@ -42,6 +47,103 @@ const REQUEST_DROP: ReadonlySet<string> = new Set([
  */
 const PROTECTED: ReadonlySet<string> = new Set(['host', 'content-length', 'content-type']);
 
+/** Edgeway's cookies and query parameters (the session and the login state). */
+export const OWN_TOKEN = 'edgeway_token';
+export const OWN_STATE = 'edgeway_state';
+/** Common prefix: one indexOf decides whether a Cookie value or a query needs a closer look. */
+const OWN_PREFIX = 'edgeway_';
+
+/** What a request target carries of edgeway's own, and the target without it. */
+export interface OwnQuery {
+  /** First `edgeway_token` parameter (decoded), if any. */
+  readonly token: string | undefined;
+  /** First `edgeway_state` parameter (decoded), if any. */
+  readonly state: string | undefined;
+  /** The target without any `edgeway_token`/`edgeway_state` parameter. */
+  readonly url: string;
+}
+
+function decodeOr(s: string): string {
+  if (s.indexOf('%') === -1) return s;
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+/**
+ * Undefined (no allocation) unless the query holds `edgeway` at all; then the
+ * parameters are split on '&'. Names are compared after percent-decoding, so
+ * `edgeway%5Ftoken`, which an app would decode to the same name, goes too.
+ */
+export function ownQuery(url: string): OwnQuery | undefined {
+  const q = url.indexOf('?');
+  if (q === -1 || url.indexOf('edgeway', q) === -1) return undefined;
+  let token: string | undefined;
+  let state: string | undefined;
+  let kept = '';
+  let dropped = false;
+  let start = q + 1;
+  while (start <= url.length) {
+    let end = url.indexOf('&', start);
+    if (end === -1) end = url.length;
+    const eq = url.indexOf('=', start);
+    const nameEnd = eq === -1 || eq > end ? end : eq;
+    const name = decodeOr(url.slice(start, nameEnd));
+    if (name === OWN_TOKEN || name === OWN_STATE) {
+      dropped = true;
+      const value = nameEnd === end ? '' : decodeOr(url.slice(nameEnd + 1, end));
+      if (name === OWN_TOKEN) token ??= value;
+      else state ??= value;
+    } else if (end > start) {
+      kept += (kept === '' ? '' : '&') + url.slice(start, end);
+    }
+    start = end + 1;
+  }
+  if (!dropped) return undefined;
+  return { token, state, url: kept === '' ? url.slice(0, q) : `${url.slice(0, q)}?${kept}` };
+}
+
+/** A Cookie value without edgeway's own cookies: the same string when it has none, '' when nothing else is left. */
+export function withoutOwnCookies(value: string): string {
+  if (value.indexOf(OWN_PREFIX) === -1) return value;
+  let out = '';
+  let start = 0;
+  while (start < value.length) {
+    let end = value.indexOf(';', start);
+    if (end === -1) end = value.length;
+    const pair = value.slice(start, end).trim();
+    const eq = pair.indexOf('=');
+    const name = eq === -1 ? pair : pair.slice(0, eq).trim();
+    if (pair !== '' && name !== OWN_TOKEN && name !== OWN_STATE) out += (out === '' ? '' : '; ') + pair;
+    start = end + 1;
+  }
+  return out;
+}
+
+/** The values of every cookie named `name` in a Cookie header value (RFC 6265 §4.2.1: `a=b; c=d`). */
+export function cookieValues(header: string | undefined, name: string): string[] | undefined {
+  if (header === undefined) return undefined;
+  let at = header.indexOf(name);
+  let found: string[] | undefined;
+  while (at !== -1) {
+    const before = at === 0 ? 0x3b : header.charCodeAt(at - 1);
+    const after = at + name.length;
+    if ((before === 0x3b || before === 0x20) && header.charCodeAt(after) === 0x3d /* = */) {
+      let end = header.indexOf(';', after);
+      if (end === -1) end = header.length;
+      (found ??= []).push(header.slice(after + 1, end).trim());
+    }
+    at = header.indexOf(name, after);
+  }
+  return found;
+}
+
+/** What of edgeway's own a request's header filter removes. */
+const Own = { None: 0, Cookies: 1, CookiesAndAuthorization: 2 } as const;
+type Own = (typeof Own)[keyof typeof Own];
+
 /** Adds the field names a Connection value lists (minus options and protected fields) to `named`. */
 function addConnectionTokens(value: string, named: Set<string> | null): Set<string> | null {
   let start = 0;
@@ -73,17 +175,25 @@ function connectionTokens(raw: readonly string[]): Set<string> | null {
  * noting what Connection names on the way. Only when it named a custom field
  * (rare: browsers send `keep-alive` or `Upgrade`) does a second pass compact.
  */
-function filter(raw: readonly (string | Buffer)[], drop: ReadonlySet<string>, out: string[]): string[] {
+function filter(raw: readonly (string | Buffer)[], drop: ReadonlySet<string>, out: string[], own: Own): string[] {
   let named: Set<string> | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i] as string | Buffer;
     const name = typeof n === 'string' ? n : n.toString('latin1');
     const v = raw[i + 1] as string | Buffer;
-    const value = typeof v === 'string' ? v : v.toString('latin1');
+    let value = typeof v === 'string' ? v : v.toString('latin1');
     const lower = name.toLowerCase();
     if (drop.has(lower)) {
       if (lower === 'connection') named = addConnectionTokens(value, named);
       continue;
+    }
+    if (own !== Own.None) {
+      if (lower === 'cookie') {
+        value = withoutOwnCookies(value);
+        if (value === '') continue;
+      } else if (own === Own.CookiesAndAuthorization && lower === 'authorization') {
+        continue;
+      }
     }
     out.push(name, value);
   }
@@ -105,7 +215,7 @@ function filter(raw: readonly (string | Buffer)[], drop: ReadonlySet<string>, ou
  * upstream's links must name the public host.
  */
 export function upstreamHeaders(req: IncomingMessage, fr: ForwardRequest): string[] {
-  const out = filter(req.rawHeaders, REQUEST_DROP, []);
+  const out = filter(req.rawHeaders, REQUEST_DROP, [], fr.dropAuthorization === true ? Own.CookiesAndAuthorization : Own.Cookies);
   out.push('x-forwarded-for', fr.clientIp, 'x-forwarded-proto', fr.proto, 'x-forwarded-host', fr.host);
   return out;
 }
@@ -116,12 +226,12 @@ export function upstreamHeaders(req: IncomingMessage, fr: ForwardRequest): strin
  * other repeated field stay separate entries.
  */
 export function responseHeaders(raw: readonly (Buffer | string)[]): string[] {
-  return filter(raw, HOP_BY_HOP, []);
+  return filter(raw, HOP_BY_HOP, [], Own.None);
 }
 
 /**
  * Websocket upgrades (http-proxy works on the merged `req.headers` object):
- * strips the same fields in place, then restores the two hop-by-hop fields the
+ * strips the same fields (and edgeway's own) in place, then restores the two hop-by-hop fields the
  * upgrade itself needs (RFC 6455 §4.1) and sets X-Forwarded-*.
  */
 export function upgradeHeadersInPlace(req: IncomingMessage, fr: ForwardRequest): void {
@@ -129,6 +239,12 @@ export function upgradeHeadersInPlace(req: IncomingMessage, fr: ForwardRequest):
   const named = connectionTokens(req.rawHeaders);
   for (const name of REQUEST_DROP) delete h[name];
   if (named !== null) for (const name of named) delete h[name];
+  if (h.cookie !== undefined) {
+    const cookie = withoutOwnCookies(h.cookie);
+    if (cookie === '') delete h.cookie;
+    else h.cookie = cookie;
+  }
+  if (fr.dropAuthorization === true) delete h.authorization;
   h.connection = 'Upgrade';
   h.upgrade = 'websocket';
   h['x-forwarded-for'] = fr.clientIp;

@@ -11,7 +11,7 @@
 // through a symbol, so forwarding creates no closures.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isIP } from 'node:net';
+import { isIP, type LookupFunction } from 'node:net';
 import { Pool, buildConnector, type Dispatcher } from 'undici';
 import type { ProxyConfig } from '../config/types.js';
 import type { UpstreamTarget } from '../routes/types.js';
@@ -101,7 +101,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     // would answer a 500 ms timeout after up to 1.5 s. It stays as a backstop.
     if (this.deadline === 0) this.deadline = Date.now() + this.headersTimeout;
     this.fwd.linkPending(this);
-    this.fwd.poolFor(t).dispatch(this, this);
+    this.fwd.poolFor(t, this.fr.trusted === true).dispatch(this, this);
   }
 
   onConnect(abort: (err?: Error) => void): void {
@@ -208,13 +208,18 @@ export class UndiciForwarder implements Forwarder {
   private readonly cfg: ProxyConfig;
   private readonly tls: UpstreamTlsOptions;
   private readonly pools = new Map<string, Pool>();
+  /** Pools of routes/ entries, which skip the connect-time guard (separate: an origin may be in both). */
+  private readonly trustedPools = new Map<string, Pool>();
+  /** The connect-time SSRF guard (guarded-lookup.ts) for upstream names of API entries. */
+  private readonly lookup: LookupFunction | undefined;
   private pendingHead: Exchange | null = null;
   private readonly sweepTimer: NodeJS.Timeout;
   private closed = false;
 
-  constructor(cfg: ProxyConfig, tls: UpstreamTlsOptions = {}) {
+  constructor(cfg: ProxyConfig, tls: UpstreamTlsOptions = {}, lookup?: LookupFunction) {
     this.cfg = cfg;
     this.tls = tls;
+    this.lookup = lookup;
     this.sweepTimer = setInterval(sweep, SWEEP_MS, this);
     this.sweepTimer.unref();
   }
@@ -233,21 +238,24 @@ export class UndiciForwarder implements Forwarder {
 
   /** Upstream origins with a pool (for metrics and tests). */
   get poolCount(): number {
-    return this.pools.size;
+    return this.pools.size + this.trustedPools.size;
   }
 
-  poolFor(t: UpstreamTarget): Pool {
-    let pool = this.pools.get(t.origin);
+  poolFor(t: UpstreamTarget, trusted = false): Pool {
+    const pools = trusted ? this.trustedPools : this.pools;
+    let pool = pools.get(t.origin);
     if (pool === undefined) {
-      pool = this.createPool(t);
-      this.pools.set(t.origin, pool);
+      pool = this.createPool(t, trusted ? undefined : this.lookup);
+      pools.set(t.origin, pool);
     }
     return pool;
   }
 
-  private createPool(t: UpstreamTarget): Pool {
+  private createPool(t: UpstreamTarget, lookup: LookupFunction | undefined): Pool {
     const base = buildConnector({
       timeout: this.cfg.connect_timeout_ms,
+      // Every new connection to a named upstream resolves through the guard.
+      ...(lookup !== undefined ? { lookup } : {}),
       rejectUnauthorized: this.tls.rejectUnauthorized ?? true,
       ...(this.tls.ca !== undefined ? { ca: this.tls.ca as string | Buffer | (string | Buffer)[] } : {}),
     });
@@ -299,8 +307,9 @@ export class UndiciForwarder implements Forwarder {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.sweepTimer);
-    const pools = [...this.pools.values()];
+    const pools = [...this.pools.values(), ...this.trustedPools.values()];
     this.pools.clear();
+    this.trustedPools.clear();
     await Promise.all(pools.map((p) => p.close()));
   }
 }

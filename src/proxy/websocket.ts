@@ -2,13 +2,22 @@
 // handshake and pipes the two sockets; this file adds what it lacks: header
 // hygiene, an exact path, a handshake timeout, a 502/504 on the raw socket when
 // the upstream fails, per-location tracking, and a clean close (a real close
-// frame, RFC 6455 §5.5.1) when a route goes away or edgeway stops.
+// frame, RFC 6455 §5.5.1) when a route goes away or edgeway stops, and when
+// the token that let it in expires (4401 to the client, as the collab relay
+// says "bad token"; 1008 policy violation, RFC 6455 §7.4.1, to the upstream).
+//
+// Expiry needs no timer per socket: websockets wait in buckets keyed by the
+// second they expire in, and the one sweep timer empties the buckets whose
+// second has passed (so a socket closes at most ~1.5 s after its token's exp,
+// never before). Leaving a bucket on close is one Set.delete.
 //
 // Per connection there is one WsConn; listeners are shared functions that find
 // it through a symbol on the socket or request, so nothing closes over state.
 
 import type { ClientRequest, IncomingMessage } from 'node:http';
+import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
+import type { LookupFunction } from 'node:net';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
@@ -22,6 +31,9 @@ import { FrameCursor, clientCloseFrame, maskedCloseFrame } from './ws-frames.js'
 /** After one side has gone (or a close frame was sent), the other gets this long to finish before it is destroyed. */
 const LINGER_MS = 5000;
 const SWEEP_MS = 500;
+/** Close codes for a websocket whose token expired. */
+export const EXPIRED_CLIENT_CODE = 4401;
+export const EXPIRED_UPSTREAM_CODE = 1008;
 
 const kConn = Symbol('edgeway.wsconn');
 type Tagged<T> = T & { [kConn]?: WsConn };
@@ -59,6 +71,10 @@ class WsConn {
   upFlow: Flow = Flow.Pipe;
   downFlow: Flow = Flow.Pipe;
   closeCode = 1001;
+  /** The code sent towards the upstream (differs from closeCode on token expiry). */
+  upstreamCloseCode = 1001;
+  /** Second (epoch s) whose expiry bucket holds this connection; 0 when none. */
+  expiryBucket = 0;
   /** Answered on the raw socket already (error or refusal): later failures only destroy. */
   answered = false;
   /** Route back from the shared listeners. */
@@ -133,12 +149,25 @@ export class WebSocketProxy {
   private readonly targets = new Map<string, TargetOptions>();
   private readonly byLocation = new Map<number, Set<WsConn>>();
   private readonly lingering = new Set<WsConn>();
+  /** Expiry buckets: second (epoch s, rounded up from the token's exp) → connections. */
+  private readonly expiring = new Map<number, Set<WsConn>>();
+  /** The last second whose bucket was emptied. */
+  private expirySecond = Math.floor(Date.now() / 1000);
   private count = 0;
   private closed = false;
   private readonly timer: NodeJS.Timeout;
+  private readonly lookup: LookupFunction | undefined;
+  /** Options per origin for guarded (admin API) upstreams; `targets` holds the trusted ones. */
+  private readonly guardedTargets = new Map<string, TargetOptions>();
 
-  constructor(_cfg: ProxyConfig, tls: UpstreamTlsOptions = {}) {
+  /**
+   * `lookup`: the connect-time SSRF guard (src/proxy/guarded-lookup.ts) used
+   * for upstreams registered through the admin API; routes/ entries are the
+   * operator's own configuration and connect without it (as the forwarder does).
+   */
+  constructor(_cfg: ProxyConfig, tls: UpstreamTlsOptions = {}, lookup?: LookupFunction) {
     this.tls = tls;
+    this.lookup = lookup;
     // xfwd off: X-Forwarded-* are replaced, never appended (headers.ts).
     this.proxy = httpProxy.createProxyServer({ ws: true, xfwd: false, changeOrigin: false });
     this.proxy.on('proxyReqWs', onProxyReqWs);
@@ -152,7 +181,8 @@ export class WebSocketProxy {
     return this.count;
   }
 
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, fr: ForwardRequest, locationId: number): void {
+  /** `expiresAt`: epoch ms when the credential that let this upgrade in ends (Infinity: never). */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, fr: ForwardRequest, locationId: number, expiresAt = Infinity): void {
     socket.on('error', onSocketError);
     if (socket.destroyed) return; // the client left while routing: 'close' already fired
     if (this.closed) return sendRawError(socket, 'SHUTTING_DOWN');
@@ -168,17 +198,20 @@ export class WebSocketProxy {
     if (set === undefined) this.byLocation.set(locationId, (set = new Set()));
     set.add(c);
     this.count++;
+    if (expiresAt !== Infinity) this.expireAt(c, expiresAt);
     upgradeHeadersInPlace(req, fr);
     const target = fr.group.pick(fr.group.size > 1 ? Date.now() : 0);
     try {
-      this.proxy.ws(req, socket, head, this.optionsFor(target), onProxyError);
+      this.proxy.ws(req, socket, head, this.optionsFor(target, fr.trusted === true), onProxyError);
     } catch (err) {
       this.failed(c, err);
     }
   }
 
-  private optionsFor(t: UpstreamTarget): TargetOptions {
-    let o = this.targets.get(t.origin);
+  private optionsFor(t: UpstreamTarget, trusted: boolean): TargetOptions {
+    const lookup = trusted ? undefined : this.lookup;
+    const cache = lookup === undefined ? this.targets : this.guardedTargets;
+    let o = cache.get(t.origin);
     if (o !== undefined) return o;
     // Node's http client wants IPv6 literals without brackets.
     const hostname = t.hostname.startsWith('[') ? t.hostname.slice(1, -1) : t.hostname;
@@ -191,10 +224,13 @@ export class WebSocketProxy {
         servername: isIP(hostname) === 0 ? hostname : '',
         rejectUnauthorized: this.tls.rejectUnauthorized ?? true,
         ...(this.tls.ca !== undefined ? { ca: this.tls.ca as string | Buffer | (string | Buffer)[] } : {}),
+        ...(lookup !== undefined ? { lookup } : {}),
       });
       o.secure = this.tls.rejectUnauthorized ?? true;
+    } else if (lookup !== undefined) {
+      o.agent = new HttpAgent({ keepAlive: false, lookup });
     }
-    this.targets.set(t.origin, o);
+    cache.set(t.origin, o);
     return o;
   }
 
@@ -260,10 +296,24 @@ export class WebSocketProxy {
     this.linger(c);
   }
 
+  private expireAt(c: WsConn, expiresAt: number): void {
+    // Rounded up: never before exp. A second already swept goes into the next one.
+    const second = Math.max(Math.ceil(expiresAt / 1000), this.expirySecond + 1);
+    let bucket = this.expiring.get(second);
+    if (bucket === undefined) this.expiring.set(second, (bucket = new Set()));
+    bucket.add(c);
+    c.expiryBucket = second;
+  }
+
   private untrack(c: WsConn): void {
     if (!c.tracked) return;
     c.tracked = false;
     this.count--;
+    if (c.expiryBucket !== 0) {
+      const bucket = this.expiring.get(c.expiryBucket);
+      if (bucket !== undefined && bucket.delete(c) && bucket.size === 0) this.expiring.delete(c.expiryBucket);
+      c.expiryBucket = 0;
+    }
     const set = this.byLocation.get(c.locationId);
     if (set !== undefined && set.delete(c) && set.size === 0) this.byLocation.delete(c.locationId);
   }
@@ -279,7 +329,7 @@ export class WebSocketProxy {
     if (toUpstream) c.upFlow = Flow.Discard;
     else c.downFlow = Flow.Discard;
     if (dst === null || dst.destroyed) return;
-    dst.end(toUpstream ? maskedCloseFrame(c.closeCode) : clientCloseFrame(c.closeCode));
+    dst.end(toUpstream ? maskedCloseFrame(c.upstreamCloseCode) : clientCloseFrame(c.closeCode));
   }
 
   closeLocations(ids: ReadonlySet<number> | 'all', code: number): void {
@@ -290,19 +340,20 @@ export class WebSocketProxy {
     for (const c of victims) this.goAway(c, code);
   }
 
-  private goAway(c: WsConn, code: number): void {
+  private goAway(c: WsConn, code: number, upstreamCode = code): void {
     this.untrack(c);
     if (!c.upgraded || c.upstream === null) {
-      // Still in the handshake: answer 503 unless http-proxy is already relaying a response.
+      // Still in the handshake: answer 503 (401 when the token ran out) unless http-proxy is already relaying a response.
       const wasAnswered = c.answered || c.responded;
       c.answered = true;
       if (wasAnswered) c.client.destroy();
-      else sendRawError(c.client, 'SERVICE_UNAVAILABLE');
+      else sendRawError(c.client, code === EXPIRED_CLIENT_CODE ? 'UNAUTHORIZED' : 'SERVICE_UNAVAILABLE');
       c.proxyReq?.destroy();
       this.linger(c);
       return;
     }
     c.closeCode = code;
+    c.upstreamCloseCode = upstreamCode;
     const { client, upstream } = c;
     // Take over from the pipes; bytes of a frame in flight are still forwarded
     // by relay() up to its end.
@@ -318,8 +369,11 @@ export class WebSocketProxy {
     this.linger(c);
   }
 
-  /** @internal destroys whatever outlived its linger time. */
+  /** @internal closes websockets whose token expired, and destroys whatever outlived its linger time. */
   sweep(now: number): void {
+    const second = Math.floor(now / 1000);
+    if (second > this.expirySecond && this.expiring.size > 0) this.expire(second);
+    this.expirySecond = Math.max(this.expirySecond, second);
     for (const c of this.lingering) {
       if (c.client.destroyed && (c.upstream === null || c.upstream.destroyed)) {
         this.lingering.delete(c);
@@ -331,6 +385,21 @@ export class WebSocketProxy {
       c.upstream?.destroy();
       c.proxyReq?.destroy();
     }
+  }
+
+  /** Empties the buckets of every second up to `second`. */
+  private expire(second: number): void {
+    const due: Set<WsConn>[] = [];
+    if (second - this.expirySecond <= this.expiring.size) {
+      for (let s = this.expirySecond + 1; s <= second; s++) {
+        const b = this.expiring.get(s);
+        if (b !== undefined) due.push(b);
+      }
+    } else {
+      // A long gap (the loop was blocked, the clock jumped): walk the buckets instead of the seconds.
+      for (const [s, b] of this.expiring) if (s <= second) due.push(b);
+    }
+    for (const b of due) for (const c of b) this.goAway(c, EXPIRED_CLIENT_CODE, EXPIRED_UPSTREAM_CODE);
   }
 
   /** Hard stop: destroys every websocket and upgrade in progress at once. */

@@ -1,11 +1,23 @@
 // Everything one data-plane process runs: the forwarder, the websocket proxy,
 // the request handler and the two public listeners. Used as is by the
 // single-process appliance and by each cluster worker.
+//
+// Each data plane verifies tokens itself (its own TokenVerifier and caches),
+// with the JWT key the control plane loaded (or created) before it, and signs
+// sessions with `data_dir/session.key`, created atomically by whichever
+// process comes first, so every worker shares one key across restarts.
 
 import type http from 'node:http';
+import { AccessGate } from '../auth/access-gate.js';
+import { FailLimiter } from '../auth/fail-limiter.js';
+import { TokenVerifier } from '../auth/jwt.js';
+import { loadJwtKeys } from '../auth/keys.js';
+import { SessionCookies, loadSessionKey } from '../auth/session-cookie.js';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { UndiciForwarder } from '../proxy/undici-forwarder.js';
+import { AddressPolicy } from '../proxy/address-policy.js';
+import { guardedLookup } from '../proxy/guarded-lookup.js';
 import { WebSocketProxy } from '../proxy/websocket.js';
 import { DataPlane } from './data-plane.js';
 import type { DataState } from './data-state.js';
@@ -16,6 +28,7 @@ import { refreshDefaultContext } from '../tls/server-options.js';
 export interface DataPlaneHost {
   readonly plane: DataPlane;
   readonly ws: WebSocketProxy;
+  readonly gate: AccessGate;
   readonly servers: readonly http.Server[];
   /** Bound addresses, e.g. `{ https: '127.0.0.1:8443', http: '127.0.0.1:8080' }`. */
   readonly addresses: { readonly https: string; readonly http: string };
@@ -26,9 +39,15 @@ export interface DataPlaneHost {
 }
 
 export async function startDataPlane(cfg: Config, state: DataState, ticketKeys: Buffer, log: Logger): Promise<DataPlaneHost> {
-  const forwarder = new UndiciForwarder(cfg.proxy);
-  const ws = new WebSocketProxy(cfg.proxy);
-  const plane = new DataPlane(state, forwarder, ws, cfg);
+  const verifier = new TokenVerifier(await loadJwtKeys(cfg), cfg.auth.jwt);
+  const sessions = new SessionCookies(await loadSessionKey(cfg.data_dir), cfg.auth.session_ttl_s);
+  const gate = new AccessGate(cfg, verifier, sessions, new FailLimiter(cfg.auth.fail_limit));
+  // Upstream names of API entries are resolved through the SSRF guard at every connect.
+  // One connect-time SSRF guard for HTTP and websockets alike (issue 3 point 3).
+  const lookup = guardedLookup(new AddressPolicy(cfg.admin.allowed_upstreams));
+  const forwarder = new UndiciForwarder(cfg.proxy, {}, lookup);
+  const ws = new WebSocketProxy(cfg.proxy, {}, lookup);
+  const plane = new DataPlane(state, forwarder, ws, cfg, gate);
   const httpsServer = createHttpsServer(cfg, plane, state.certs, ticketKeys);
 
   state.onFallback = () => refreshDefaultContext(httpsServer, state.certs, ticketKeys);
@@ -41,6 +60,7 @@ export async function startDataPlane(cfg: Config, state: DataState, ticketKeys: 
   return {
     plane,
     ws,
+    gate,
     servers,
     addresses,
     drain(): Promise<boolean> {

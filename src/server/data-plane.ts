@@ -3,17 +3,27 @@
 // stored; per-location runtime objects (upstream group, static handler) are
 // built on first use and kept on the location, so a request does lookups and
 // one small object allocation, not set-up work.
+//
+// Access is decided between routing and the first byte to the upstream (or
+// the first file byte): the gate answers a refusal itself. Then edgeway's own
+// query parameters leave the target, and its cookies (and the Authorization
+// header it accepted) leave the headers (src/proxy/headers.ts), on every
+// location, public ones included. Service locations (collab, oauth) apply
+// access themselves.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config/types.js';
+import type { AccessGate, Grant } from '../auth/access-gate.js';
 import type { ErrorCode } from '../errors.js';
 import { normalizeHost } from '../hosts/hostname.js';
 import { sendError, sendRawError } from '../proxy/failure.js';
 import type { Forwarder, ForwardRequest } from '../proxy/forwarder.js';
 import { UpstreamGroup } from '../proxy/upstream-group.js';
 import type { WebSocketProxy } from '../proxy/websocket.js';
+import { ownQuery } from '../proxy/headers.js';
+import type { RequestObserver } from '../observe/types.js';
 import { canonicalTarget } from '../routes/canonical-path.js';
 import { stripLocationPrefix } from '../routes/compile.js';
 import type { CompiledLocation, RouteMatch } from '../routes/types.js';
@@ -24,6 +34,8 @@ import type { DataState } from './data-state.js';
 export class DataPlane {
   /** Set on SIGTERM: responses close their connection instead of keeping it alive. */
   draining = false;
+  /** Metrics, access log and activity (src/observe); set by whoever wires them. */
+  observer: RequestObserver | undefined;
   private readonly proxyCfg: Config['proxy'];
 
   constructor(
@@ -31,21 +43,35 @@ export class DataPlane {
     private readonly forwarder: Forwarder,
     private readonly ws: WebSocketProxy,
     cfg: Config,
+    private readonly gate: AccessGate,
   ) {
     this.proxyCfg = cfg.proxy;
     this.onRequest = this.onRequest.bind(this);
     this.onUpgrade = this.onUpgrade.bind(this);
     state.onRetired = (ids) => ws.closeLocations(ids, 1001);
+    gate.onFailure = (reason) => this.observer?.authFailure(reason);
   }
 
   onRequest(req: IncomingMessage, res: ServerResponse): void {
     if (this.draining) res.shouldKeepAlive = false;
     const r = this.route(req);
-    if (typeof r === 'string') return sendError(req, res, r);
+    if (typeof r === 'string') {
+      this.observer?.request(req, res, undefined, undefined);
+      return sendError(req, res, r);
+    }
     const loc = r.location;
+    this.observer?.request(req, res, r.host, loc);
+    if (loc.kind === 'service') {
+      // collab and oauth arrive with their own issues (6 and 7), with their own access rules.
+      return sendError(req, res, 'SERVICE_UNAVAILABLE');
+    }
+    const own = ownQuery(req.url as string);
+    const grant = this.gate.request(req, res, r, own);
+    if (grant === undefined) return;
+    if (own !== undefined) req.url = own.url;
     switch (loc.kind) {
       case 'proxy':
-        return this.forwarder.forward(req, res, this.forwardRequest(req, loc));
+        return this.forwarder.forward(req, res, this.forwardRequest(req, loc, grant, r.host.entry.source === 'static'));
       case 'static': {
         const url = req.url as string;
         const q = url.indexOf('?');
@@ -53,19 +79,28 @@ export class DataPlane {
         const handler = (loc.runtime ??= new StaticHandler({ root: loc.static!.root, spa: loc.static!.spa === true })) as StaticHandler;
         return handler.serve(req, res, loc.path === '/' ? path : stripLocationPrefix(loc, path));
       }
-      case 'service':
-        // collab and oauth arrive with their own issues (6 and 7).
-        return sendError(req, res, 'SERVICE_UNAVAILABLE');
     }
   }
 
   onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const r = this.route(req);
-    if (typeof r === 'string') return sendRawError(socket, r);
+    if (typeof r === 'string') {
+      this.observer?.upgrade(req, socket, undefined, undefined);
+      return sendRawError(socket, r);
+    }
     if (r.location.kind !== 'proxy' || this.draining) {
+      this.observer?.upgrade(req, socket, r.host, undefined);
       return sendRawError(socket, this.draining ? 'SHUTTING_DOWN' : 'SERVICE_UNAVAILABLE');
     }
-    this.ws.upgrade(req, socket, head, this.forwardRequest(req, r.location), r.location.id);
+    const own = ownQuery(req.url as string);
+    const grant = this.gate.upgrade(req, socket, r, own);
+    if (grant === undefined) {
+      this.observer?.upgrade(req, socket, r.host, undefined);
+      return;
+    }
+    if (own !== undefined) req.url = own.url;
+    this.observer?.upgrade(req, socket, r.host, r.location);
+    this.ws.upgrade(req, socket, head, this.forwardRequest(req, r.location, grant, r.host.entry.source === 'static'), r.location.id, grant.expMs);
   }
 
   /** The route for a request, or the error code that answers it. */
@@ -94,7 +129,8 @@ export class DataPlane {
     return m;
   }
 
-  private forwardRequest(req: IncomingMessage, loc: CompiledLocation): ForwardRequest {
+  /** `trusted`: a routes/ entry, whose upstream names skip the connect-time SSRF guard. */
+  private forwardRequest(req: IncomingMessage, loc: CompiledLocation, grant: Grant, trusted: boolean): ForwardRequest {
     const group = (loc.runtime ??= new UpstreamGroup(loc.upstreams, this.proxyCfg)) as UpstreamGroup;
     const url = req.url as string;
     let path = loc.stripPrefix ? stripLocationPrefix(loc, url) : url;
@@ -109,6 +145,8 @@ export class DataPlane {
       clientIp: req.socket.remoteAddress ?? '',
       proto: (req.socket as TLSSocket).encrypted ? 'https' : 'http',
       host: req.headers.host as string,
+      dropAuthorization: grant.viaAuthorization,
+      trusted,
     };
   }
 }

@@ -7,7 +7,7 @@ import type { TableChange, CertPem } from '../control/changes.js';
 import { RouteTable } from '../routes/table.js';
 import type { CompiledHost, CompiledLocation, HostEntry } from '../routes/types.js';
 import { bundleFromPem } from '../tls/cert-bundle.js';
-import { CertStore } from '../tls/cert-store.js';
+import { CertStore, type CertLoader } from '../tls/cert-store.js';
 
 export class DataState {
   readonly table: RouteTable;
@@ -18,9 +18,11 @@ export class DataState {
   /** Called when the fallback certificate changed (no-SNI clients use the server's default context). */
   onFallback: (() => void) | undefined;
 
-  constructor(domain: string, fallback: CertPem) {
+  /** With `loader`, certificates the control plane did not hand over are loaded on first use (restored hosts). */
+  constructor(domain: string, fallback: CertPem, loader?: CertLoader) {
     this.table = new RouteTable(domain);
     this.certs = new CertStore(bundleFromPem(fallback.certPem, fallback.keyPem));
+    if (loader !== undefined) this.certs.setLoader(loader, (name) => this.table.lookupHost(name)?.host.host);
   }
 
   apply(change: TableChange, version: number): void {

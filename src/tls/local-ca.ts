@@ -5,16 +5,17 @@
 // under a public suffix such as `localhost` (and a wildcard covers one label
 // only, RFC 6125 §6.4.3, so `*.localhost` could never cover uc hosts anyway).
 //
-// Only the control plane opens the CA; data-plane workers receive bundles.
+// Only the control plane opens the CA (and its key); data-plane workers receive
+// bundles, and read the leaf files of restored hosts on first use (leafReader).
 
-import { X509Certificate, createHash } from 'node:crypto';
-import { chmod, mkdir, readFile, rm } from 'node:fs/promises';
+import { X509Certificate, createHash, randomBytes } from 'node:crypto';
+import { chmod, mkdir, open as openFile, readFile, rename, rm, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
-import { generate } from 'selfsigned';
+import { basename, dirname, join } from 'node:path';
 import { EdgewayError } from '../errors.js';
 import { writeFileAtomic } from './atomic-write.js';
-import { bundleFromPem, joinPem, pemCertificates, type CertBundle } from './cert-bundle.js';
+import { bundleFromPem, issuerName, pemCertificates, type CertBundle } from './cert-bundle.js';
+import { createCACertificate, LeafMinter } from './leaf-minter.js';
 
 const DAY_MS = 86_400_000;
 const CA_DAYS = 3650;
@@ -75,12 +76,17 @@ export class LocalCA {
   readonly certPem: string;
   /** SHA-256 fingerprint of the CA certificate, as `openssl x509 -fingerprint -sha256` prints it. */
   readonly fingerprint: string;
-  readonly #keyPem: string;
+  /** Holds the CA key, imported once. */
+  readonly #minter: LeafMinter;
+  /** The CA's CN (the issuer of every leaf), for CertBundle.issuer. */
+  readonly #issuer: string;
   readonly #publicKey: X509Certificate['publicKey'];
   readonly #leafDir: string;
   readonly #leafMs: number;
   readonly #mem = new Map<string, CertBundle>();
   readonly #inflight = new Map<string, Promise<CertBundle>>();
+  /** Renewal points (epoch ms) of leaves only checked by leafDue, not held in memory. */
+  readonly #renewAt = new Map<string, number>();
 
   private constructor(certPath: string, keyPath: string, certPem: string, keyPem: string, leafDir: string, leafDays: number) {
     const x509 = new X509Certificate(certPem);
@@ -88,7 +94,12 @@ export class LocalCA {
     this.keyPath = keyPath;
     this.certPem = certPem;
     this.fingerprint = x509.fingerprint256;
-    this.#keyPem = keyPem;
+    try {
+      this.#minter = new LeafMinter(x509, keyPem);
+    } catch (e) {
+      throw caError(certPath, (e as Error).message, e);
+    }
+    this.#issuer = issuerName(x509.subject);
     this.#publicKey = x509.publicKey;
     this.#leafDir = leafDir;
     this.#leafMs = leafDays * DAY_MS;
@@ -117,7 +128,7 @@ export class LocalCA {
     if (certPem === undefined) {
       // No certificate means nobody can have trusted this CA yet (the key is
       // written first), so a lone key from an interrupted start is replaced.
-      ({ certPem, keyPem } = await createCA());
+      ({ certPem, keyPem } = createCA());
       await writeFileAtomic(keyPath, keyPem, 0o600);
       await writeFileAtomic(certPath, certPem, 0o644);
     } else if (keyPem === undefined) {
@@ -159,15 +170,64 @@ export class LocalCA {
   }
 
   /** True when less than 1/3 of the bundle's lifetime is left (certbot's and Caddy's renewal point). */
-  needsRenewal(b: CertBundle, now: number = Date.now()): boolean {
+  needsRenewal(b: Pick<CertBundle, 'notBefore' | 'notAfter'>, now: number = Date.now()): boolean {
     const end = b.notAfter.getTime();
     return end - now < (end - b.notBefore.getTime()) / 3;
+  }
+
+  /**
+   * Whether the leaf for `name` must be minted (again): none in memory or on
+   * disk, or due for renewal. For leaves the data planes load on first use,
+   * which the control plane never handed over. The first check reads the
+   * certificate (not the key); its renewal point is remembered, so later
+   * checks of 100,000 restored hosts are a Map lookup each.
+   */
+  async leafDue(name: string): Promise<boolean> {
+    const sorted = normalizeNames([name]);
+    const key = sorted.join(' ');
+    const cached = this.#mem.get(key);
+    if (cached !== undefined) return this.needsRenewal(cached);
+    let at = this.#renewAt.get(key);
+    if (at === undefined) {
+      const pem = await readIfExists(join(this.#leafDir, fileStem(sorted)) + '.crt');
+      if (pem === undefined) return true;
+      try {
+        const leaf = new X509Certificate(pemCertificates(pem)[0] ?? '');
+        const end = new Date(leaf.validTo).getTime();
+        at = end - (end - new Date(leaf.validFrom).getTime()) / 3;
+      } catch {
+        return true;
+      }
+      this.#renewAt.set(key, at);
+    }
+    return Date.now() >= at;
+  }
+
+  /**
+   * For a data-plane worker: reads leaves the control plane minted into
+   * `${dataDir}/certs/local/` (same checks as the CA's own cache, plus not
+   * expired), never mints. The CA's key is not read, only its certificate.
+   */
+  static leafReader(dataDir: string): (name: string) => Promise<CertBundle | undefined> {
+    const leafDir = join(dataDir, 'certs', 'local');
+    // Read on first use (synchronous set-up: a worker must not await between
+    // its init message and the changes that follow it).
+    let caKey: Promise<X509Certificate['publicKey']> | undefined;
+    return async (name) => {
+      caKey ??= readFile(join(dataDir, 'ca', 'edgeway-local-ca.crt'), 'utf8').then(
+        (pem) => new X509Certificate(pemCertificates(pem)[0] ?? '').publicKey,
+      );
+      const sorted = normalizeNames([name]);
+      const b = await loadLeafFiles(join(leafDir, fileStem(sorted)), sorted, await caKey);
+      return b !== undefined && b.notAfter.getTime() > Date.now() ? b : undefined;
+    };
   }
 
   /** Drops a leaf from memory and disk (a host entry was deleted). */
   async forget(names: readonly string[]): Promise<void> {
     const sorted = normalizeNames(names);
     this.#mem.delete(sorted.join(' '));
+    this.#renewAt.delete(sorted.join(' '));
     const stem = join(this.#leafDir, fileStem(sorted));
     await Promise.all([rm(stem + '.crt', { force: true }), rm(stem + '.key', { force: true })]);
   }
@@ -188,78 +248,97 @@ export class LocalCA {
     const stem = join(this.#leafDir, fileStem(sorted));
     let bundle = await this.#loadLeaf(stem, sorted);
     if (bundle === undefined || this.needsRenewal(bundle)) {
-      bundle = await this.#mint(sorted);
-      // Key first: a crash between the two writes leaves a pair that fails
-      // the key check on load and is simply minted again.
-      await writeFileAtomic(stem + '.key', bundle.keyPem, 0o600);
-      await writeFileAtomic(stem + '.crt', bundle.certPem, 0o644);
+      bundle = this.#mint(sorted);
+      // Key first: a reader (leafReader) or a crash between the two writes
+      // sees a pair that fails the key check on load, which is minted again.
+      await writeLeafFile(stem + '.key', bundle.keyPem, 0o600);
+      await writeLeafFile(stem + '.crt', bundle.certPem, 0o644);
     }
     this.#mem.set(key, bundle);
+    this.#renewAt.delete(key); // the bundle in memory is what counts now
     return bundle;
   }
 
-  /** A cached leaf, when it parses, matches its key, covers exactly these names and was signed by this CA. */
-  async #loadLeaf(stem: string, sorted: readonly string[]): Promise<CertBundle | undefined> {
-    const [certPem, keyPem] = await Promise.all([readIfExists(stem + '.crt'), readIfExists(stem + '.key')]);
-    if (certPem === undefined || keyPem === undefined) return undefined;
-    try {
-      const b = bundleFromPem(certPem, keyPem);
-      const leaf = new X509Certificate(pemCertificates(certPem)[0] ?? '');
-      const same = b.names.length === sorted.length && [...b.names].sort().every((n, i) => n === sorted[i]);
-      return same && leaf.verify(this.#publicKey) ? b : undefined;
-    } catch {
-      return undefined; // torn or foreign files: mint a fresh pair over them
-    }
+  #loadLeaf(stem: string, sorted: readonly string[]): Promise<CertBundle | undefined> {
+    return loadLeafFiles(stem, sorted, this.#publicKey);
   }
 
-  async #mint(sorted: readonly string[]): Promise<CertBundle> {
+  /**
+   * A new leaf (leaf-minter.ts has the profile): SAN = the sorted names, CN =
+   * the first exact name (else the first) when it fits in 64 characters. The
+   * bundle is built from what was encoded, not parsed back (tests check that
+   * both agree): the dates are the encoded whole seconds.
+   */
+  #mint(sorted: readonly string[]): CertBundle {
     const now = Date.now();
     const cn = sorted.find((n) => !n.startsWith('*.')) ?? sorted[0] ?? '';
-    const attrs = [{ name: 'organizationName', value: 'edgeway local' }];
-    if (cn.length <= MAX_CN) attrs.push({ name: 'commonName', value: cn });
-    const r = await generate(attrs, {
-      keyType: 'ec',
-      curve: 'P-256',
-      algorithm: 'sha256',
-      notBeforeDate: new Date(now - BACKDATE_MS),
-      notAfterDate: new Date(now + this.#leafMs),
-      ca: { key: this.#keyPem, cert: this.certPem },
-      extensions: [
-        { name: 'basicConstraints', cA: false, critical: true },
-        // ECDSA keys sign (ECDHE); keyEncipherment is an RSA-only usage (RFC 5480 §3).
-        { name: 'keyUsage', digitalSignature: true, critical: true },
-        { name: 'extKeyUsage', serverAuth: true },
-        { name: 'subjectAltName', altNames: sorted.map((value) => ({ type: 2 as const, value })) },
-      ],
-    });
-    return bundleFromPem(joinPem(r.cert, this.certPem), r.private);
+    const notBefore = wholeSeconds(now - BACKDATE_MS);
+    const notAfter = wholeSeconds(now + this.#leafMs);
+    const leaf = this.#minter.mint(sorted, cn.length <= MAX_CN ? cn : undefined, notBefore, notAfter);
+    return {
+      names: [...sorted],
+      certPem: leaf.certPem + this.certPem,
+      keyPem: leaf.keyPem,
+      notBefore: new Date(notBefore),
+      notAfter: new Date(notAfter),
+      issuer: this.#issuer,
+    };
   }
 }
 
-async function createCA(): Promise<{ certPem: string; keyPem: string }> {
+/** A cached leaf, when it parses, matches its key, covers exactly these names and was signed by this CA. */
+async function loadLeafFiles(stem: string, sorted: readonly string[], caKey: X509Certificate['publicKey']): Promise<CertBundle | undefined> {
+  const [certPem, keyPem] = await Promise.all([readIfExists(stem + '.crt'), readIfExists(stem + '.key')]);
+  if (certPem === undefined || keyPem === undefined) return undefined;
+  try {
+    const b = bundleFromPem(certPem, keyPem);
+    const leaf = new X509Certificate(pemCertificates(certPem)[0] ?? '');
+    const same = b.names.length === sorted.length && [...b.names].sort().every((n, i) => n === sorted[i]);
+    return same && leaf.verify(caKey) ? b : undefined;
+  } catch {
+    return undefined; // torn or foreign files: mint a fresh pair over them
+  }
+}
+
+/** ECDSA P-256, basicConstraints cA pathLen 0, keyCertSign+cRLSign, 10 years (leaf-minter.ts). */
+function createCA(): { certPem: string; keyPem: string } {
   const now = Date.now();
-  // The host name tells two machines' CAs apart in a trust store; DN syntax
-  // characters are dropped because selfsigned builds the DN from a string.
+  // The host name tells two machines' CAs apart in a trust store; anything
+  // but letters, digits, '.' and '-' is dropped to keep the CN a plain
+  // PrintableString.
   const host = hostname().replace(/[^A-Za-z0-9.-]/g, '').slice(0, 40);
-  const r = await generate(
-    [
-      { name: 'organizationName', value: 'edgeway' },
-      { name: 'commonName', value: `edgeway local CA ${host}`.trim() },
-    ],
-    {
-      keyType: 'ec',
-      curve: 'P-256',
-      algorithm: 'sha256',
-      notBeforeDate: new Date(now - BACKDATE_MS),
-      notAfterDate: new Date(now + CA_DAYS * DAY_MS),
-      extensions: [
-        // pathLen 0: this CA signs leaves only, never another CA (RFC 5280 §4.2.1.9).
-        { name: 'basicConstraints', cA: true, pathLenConstraint: 0, critical: true },
-        { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
-      ],
-    },
-  );
-  return { certPem: joinPem(r.cert), keyPem: r.private };
+  return createCACertificate('edgeway', `edgeway local CA ${host}`.trim(), wholeSeconds(now - BACKDATE_MS), wholeSeconds(now + CA_DAYS * DAY_MS));
+}
+
+/** X.509 times have whole seconds: truncate, as the encoder does, so the bundle's dates equal the certificate's. */
+function wholeSeconds(ms: number): number {
+  return Math.floor(ms / 1000) * 1000;
+}
+
+/**
+ * Replaces a leaf file atomically (temp file in the same directory, then
+ * rename: a reader sees the old file or the new one, never part of one), with
+ * exactly `mode`, but WITHOUT fsync, unlike writeFileAtomic: a leaf lost or
+ * torn by a power cut fails the checks on load (loadLeafFiles, leafDue,
+ * leafReader) and is simply minted again, so durability is not worth two
+ * fsyncs of the file and two of the directory per new host.
+ */
+async function writeLeafFile(path: string, data: string, mode: number): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const fh = await openFile(tmp, 'wx', 0o600); // O_EXCL: never follows a planted symlink
+  let renamed = false;
+  try {
+    try {
+      await fh.writeFile(data);
+      await fh.chmod(mode); // exact, whatever the umask
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+    renamed = true;
+  } finally {
+    if (!renamed) await unlink(tmp).catch(() => undefined);
+  }
 }
 
 function caError(path: string, why: string, cause?: unknown): EdgewayError {

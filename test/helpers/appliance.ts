@@ -75,7 +75,7 @@ export async function startTestAppliance(
   // Teardowns run last-registered first: the directory goes after the appliance.
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const cfg = await loadConfig(file);
-  const app = await startAppliance(cfg, createLogger('silent'));
+  const app = await startAppliance(cfg, createLogger('silent'), { processMetrics: false });
   t.teardown(() => app.stop());
   const keys = await loadJwtKeys(cfg);
   return {
@@ -161,4 +161,10 @@ export async function echoUpstream(t: Teardown, name = 'up'): Promise<{ url: str
   });
   const a = server.address() as { port: number };
   return { url: `http://127.0.0.1:${a.port}`, server, seen };
+}
+
+/** A user token (DESIGN.md "Tokens": type user, sub, scope) signed with the appliance's JWT key. */
+export async function userToken(ta: Pick<TestAppliance, 'cfg'>, sub: string, scope: readonly string[], ttlSeconds = 3600): Promise<string> {
+  const keys = await loadJwtKeys(ta.cfg);
+  return signToken(keys, ta.cfg.auth.jwt, { type: 'user', sub, scope }, ttlSeconds);
 }
