@@ -53,7 +53,7 @@ const Flow = {
 type Flow = (typeof Flow)[keyof typeof Flow];
 
 class WsConn {
-  readonly locationId: number;
+  locationId: number;
   readonly path: string;
   readonly timeoutMs: number;
   readonly client: Tagged<Duplex>;
@@ -321,6 +321,21 @@ export class WebSocketProxy {
   private linger(c: WsConn): void {
     if (c.lingerUntil === 0) c.lingerUntil = Date.now() + LINGER_MS;
     this.lingering.add(c);
+  }
+
+  /**
+   * A location was compiled again unchanged (its host entry was replaced or
+   * renewed): its websockets stay open and are tracked under the new id, so
+   * a later change to that location still finds and closes them.
+   */
+  moveLocation(from: number, to: number): void {
+    const set = this.byLocation.get(from);
+    if (set === undefined || from === to) return;
+    this.byLocation.delete(from);
+    for (const c of set) c.locationId = to;
+    const dest = this.byLocation.get(to);
+    if (dest === undefined) this.byLocation.set(to, set);
+    else for (const c of set) dest.add(c);
   }
 
   /** Sends our close frame in one direction once that direction is between frames. */

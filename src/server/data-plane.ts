@@ -49,6 +49,7 @@ export class DataPlane {
     this.onRequest = this.onRequest.bind(this);
     this.onUpgrade = this.onUpgrade.bind(this);
     state.onRetired = (ids) => ws.closeLocations(ids, 1001);
+    state.onMoved = (from, to) => ws.moveLocation(from, to);
     gate.onFailure = (reason) => this.observer?.authFailure(reason);
   }
 

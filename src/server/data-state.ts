@@ -15,6 +15,8 @@ export class DataState {
   version = 0;
   /** Called with the locations of a host that was removed or replaced (their websockets close). */
   onRetired: ((ids: ReadonlySet<number>) => void) | undefined;
+  /** Called when a location was compiled again unchanged: its websockets now belong to the new id. */
+  onMoved: ((from: number, to: number) => void) | undefined;
   /** Called when the fallback certificate changed (no-SNI clients use the server's default context). */
   onFallback: (() => void) | undefined;
 
@@ -81,9 +83,8 @@ export class DataState {
     const ids = new Set<number>();
     for (const loc of old.locations) {
       const same = next?.locations.find((l) => l.path === loc.path);
-      if (same === undefined || fingerprint(same) !== fingerprint(loc)) {
-        ids.add(loc.id);
-      }
+      if (same === undefined || fingerprint(same) !== fingerprint(loc)) ids.add(loc.id);
+      else this.onMoved?.(loc.id, same.id);
     }
     if (ids.size > 0) this.onRetired(ids);
   }
