@@ -1,8 +1,9 @@
 // TLS certificates and server options: the local CA, the SNI store, files mode,
 // atomic writes, and real handshakes against tls.createServer on 127.0.0.1.
 
-import t from 'tap';
-import { X509Certificate } from 'node:crypto';
+import t, { type Test } from 'tap';
+import { execFile } from 'node:child_process';
+import { X509Certificate, createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,6 +13,7 @@ import { generate } from 'selfsigned';
 import { writeFileAtomic } from '../src/tls/atomic-write.js';
 import { bundleFromPem, type CertBundle } from '../src/tls/cert-bundle.js';
 import { CertStore } from '../src/tls/cert-store.js';
+import { children, oid, read, seq, smallInt, time, tlv, uint } from '../src/tls/der.js';
 import { loadCertsDir } from '../src/tls/files-mode.js';
 import { LocalCA } from '../src/tls/local-ca.js';
 import { newTicketKeys, refreshDefaultContext, tlsServerOptions } from '../src/tls/server-options.js';
@@ -157,6 +159,246 @@ t.test('leaves: a cached leaf near its end is minted again', async (t) => {
   const fresh = await (await LocalCA.open(dataDir, { leafDays: 7 })).leafFor(name);
   t.not(serial(fresh), new X509Certificate(stale.cert).serialNumber, 're-minted');
   t.equal(fp(await readFile(join(dir, `${name}.crt`), 'utf8')), fp(fresh.certPem), 'and rewritten on disk');
+});
+
+/** Runs openssl; a missing binary fails with a message saying so (CI installs it). */
+function openssl(t: Test, args: string[], input?: string): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    const child = execFile('openssl', args, (err, stdout, stderr) => {
+      if ((err as NodeJS.ErrnoException | null)?.code === 'ENOENT') {
+        t.fail('openssl is not installed (not found on PATH): install it to run this test (CI does: apt-get install openssl)');
+        return resolve({ code: -1, out: '' });
+      }
+      resolve({ code: err === null ? 0 : Number((err as { code?: unknown }).code ?? 1), out: stdout + stderr });
+    });
+    if (input !== undefined) child.stdin?.end(input);
+  });
+}
+
+/** The DER bytes of an extension's extnValue, by OID (e.g. '2.5.29.14'), from a certificate. */
+function extensionValue(cert: X509Certificate, id: string): Buffer | undefined {
+  const der = cert.raw;
+  const tbs = children(der, read(der, 0))[0]!;
+  const exts = children(der, tbs).find((n) => n.tag === 0xa3);
+  if (exts === undefined) return undefined;
+  const want = oid(id);
+  for (const e of children(der, children(der, exts)[0]!)) {
+    const parts = children(der, e);
+    if (!der.subarray(parts[0]!.start, parts[0]!.end).equals(want)) continue;
+    const v = parts.at(-1)!;
+    return der.subarray(v.content, v.end);
+  }
+  return undefined;
+}
+
+/** keyIdentifier of an SKI (OCTET STRING) or an AKI (SEQUENCE { [0] keyid }). */
+function keyIdOf(value: Buffer | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const top = read(value, 0);
+  const inner = top.tag === 0x04 ? top : children(value, top).find((n) => n.tag === 0x80);
+  return inner === undefined ? undefined : value.subarray(inner.content, inner.end).toString('hex');
+}
+
+/** RFC 5280 method 1 key id: SHA-1 of the public key bits. */
+function methodOneKeyId(cert: X509Certificate): string {
+  const spki = cert.publicKey.export({ type: 'spki', format: 'der' });
+  const bits = children(spki, read(spki, 0))[1]!;
+  return createHash('sha1').update(spki.subarray(bits.content + 1, bits.end)).digest('hex');
+}
+
+t.test('leaves: 200 mints, each signed by the CA, with the right names and extensions', async (t) => {
+  const caCert = new X509Certificate(ca.certPem);
+  const caSki = keyIdOf(extensionValue(caCert, '2.5.29.14'));
+  t.equal(caSki, methodOneKeyId(caCert), 'the CA has a subjectKeyIdentifier (method 1)');
+  const started = Date.now();
+  const serials = new Set<string>();
+  const sets: string[][] = [];
+  for (let i = 0; i < 200; i++) {
+    // Exact names, uc names longer than 64 (no CN), wildcards, and pairs.
+    if (i % 4 === 0) sets.push([`n${i}.mint.localhost`]);
+    else if (i % 4 === 1) sets.push([UC.replace('000000000001', String(i).padStart(12, '0'))]);
+    else if (i % 4 === 2) sets.push([`*.w${i}.localhost`]);
+    else sets.push([`p${i}.localhost`, `*.p${i}.localhost`]);
+  }
+  const bundles = await Promise.all(sets.map((names) => ca.leafForNames(names)));
+  let bad = 0;
+  const badSubject: string[] = [];
+  const badBundle: number[] = [];
+  for (const [i, b] of bundles.entries()) {
+    const names = [...sets[i]!].sort();
+    const leaf = new X509Certificate(b.certPem);
+    const ok =
+      leaf.verify(caCert.publicKey) &&
+      leaf.checkIssued(caCert) &&
+      leaf.subjectAltName === names.map((n) => `DNS:${n}`).join(', ') &&
+      !leaf.ca &&
+      leaf.keyUsage?.join() === '1.3.6.1.5.5.7.3.1' &&
+      leaf.publicKey.asymmetricKeyDetails?.namedCurve === 'prime256v1' &&
+      /^[0-7][0-9A-F]{31}$/.test(leaf.serialNumber) &&
+      keyIdOf(extensionValue(leaf, '2.5.29.35')) === caSki &&
+      keyIdOf(extensionValue(leaf, '2.5.29.14')) === methodOneKeyId(leaf);
+    if (!ok) bad++;
+    serials.add(leaf.serialNumber);
+    const cn = names.find((n) => !n.startsWith('*.')) ?? names[0]!;
+    if (leaf.subject !== (cn.length <= 64 ? `O=edgeway local\nCN=${cn}` : 'O=edgeway local')) badSubject.push(leaf.subject);
+    // What #mint builds without parsing equals what parsing the PEM gives (which also checks the key).
+    if (JSON.stringify(bundleFromPem(b.certPem, b.keyPem)) !== JSON.stringify(b)) badBundle.push(i);
+  }
+  t.equal(bad, 0, 'every leaf verifies against the CA, with its SANs, EKU, AKI = CA SKI, SKI, P-256 key');
+  t.same(badSubject, [], 'subject: O=edgeway local, plus CN when the name has ≤ 64 characters');
+  t.same(badBundle, [], 'each bundle equals bundleFromPem of its own PEM (dates, names, issuer, key match)');
+  t.ok(bundles.some((x) => !new X509Certificate(x.certPem).subject.includes('CN=')), 'long uc names get no CN');
+  t.equal(serials.size, 200, 'serials are unique');
+  const b = bundles[0]!;
+  t.ok(Math.abs(b.notBefore.getTime() - (started - 5 * 60_000)) < 5_000, 'notBefore = now - 5 min');
+  t.equal(b.notAfter.getTime() - b.notBefore.getTime(), 7 * 86_400_000 + 5 * 60_000, 'notAfter = now + leafDays');
+
+  // A few of them in real handshakes, hostname checked by tls.connect.
+  const store = new CertStore(fallback);
+  for (const x of bundles.slice(0, 8)) store.set(x);
+  const srv = await startServer(store, keys);
+  for (const [i, names] of sets.slice(0, 8).entries()) {
+    const servername = names[0]!.replace('*', 'any');
+    const c = await connect(srv.port, { servername });
+    t.ok(c.socket.authorized, `${servername} verifies`);
+    t.equal(c.peer, fp(bundles[i]!.certPem));
+  }
+
+  const files = await readdir(join(dataDir, 'certs', 'local'));
+  t.same(files.filter((f) => f.endsWith('.tmp')), [], 'no temp files left');
+  const stem = join(dataDir, 'certs', 'local', 'n0.mint.localhost');
+  t.equal((await stat(stem + '.key')).mode & 0o777, 0o600, 'key file 0600');
+  t.equal((await stat(stem + '.crt')).mode & 0o777, 0o644, 'cert file 0644');
+  t.equal(await readFile(stem + '.crt', 'utf8'), bundles[0]!.certPem, 'files hold the bundle');
+  t.equal(await readFile(stem + '.key', 'utf8'), bundles[0]!.keyPem);
+});
+
+t.test('leaves: files left empty by a power cut (they are not fsynced) are due and minted again', async (t) => {
+  const name = 'torn.localhost';
+  const first = await ca.leafFor(name);
+  const stem = join(dataDir, 'certs', 'local', name);
+  await writeFile(stem + '.key', '');
+  const reopened = await LocalCA.open(dataDir, { leafDays: 7 });
+  t.equal(await reopened.leafDue(name), true, 'an empty key file makes the leaf due');
+  t.equal(await LocalCA.leafReader(dataDir)(name), undefined, 'the data-plane reader refuses it');
+  const again = await reopened.leafFor(name);
+  t.not(serial(again), serial(first), 'minted again');
+  t.equal(await readFile(stem + '.key', 'utf8'), again.keyPem, 'and rewritten');
+  t.equal(await LocalCA.open(dataDir, { leafDays: 7 }).then((c) => c.leafDue(name)), false, 'no longer due');
+  await writeFile(stem + '.crt', '');
+  t.equal(await (await LocalCA.open(dataDir, { leafDays: 7 })).leafDue(name), true, 'an empty certificate file too');
+});
+
+t.test('leaves: openssl verifies them and shows the expected extensions', async (t) => {
+  const b = await ca.leafForNames(['ossl.localhost', '*.ossl.localhost']);
+  const leafFile = join(dataDir, 'certs', 'local', '_.ossl.localhost+ossl.localhost.crt');
+  const v = await openssl(t, ['verify', '-x509_strict', '-purpose', 'sslserver', '-CAfile', ca.certPath, leafFile]);
+  t.equal(v.code, 0, v.out);
+  t.match(v.out, /: OK/);
+  const text = (await openssl(t, ['x509', '-noout', '-text'], b.certPem)).out;
+  t.match(text, /Signature Algorithm: ecdsa-with-SHA256/);
+  t.match(text, /Issuer: O ?= ?edgeway, CN ?= ?edgeway local CA/);
+  t.match(text, /Subject: O ?= ?edgeway local, CN ?= ?ossl\.localhost/);
+  t.match(text, /ASN1 OID: prime256v1/);
+  t.match(text, /X509v3 Basic Constraints: critical\s+CA:FALSE/);
+  t.match(text, /X509v3 Key Usage: critical\s+Digital Signature\n/);
+  t.match(text, /X509v3 Extended Key Usage: ?\s+TLS Web Server Authentication\n/);
+  t.match(text, /X509v3 Subject Alternative Name: ?\s+DNS:\*\.ossl\.localhost, DNS:ossl\.localhost\n/);
+  t.match(text, /X509v3 Subject Key Identifier/);
+  t.match(text, /X509v3 Authority Key Identifier/);
+  const key = await openssl(t, ['pkey', '-noout', '-check'], b.keyPem);
+  t.equal(key.code, 0, `leaf key passes openssl pkey -check: ${key.out}`);
+  const caText = (await openssl(t, ['x509', '-noout', '-text', '-in', ca.certPath])).out;
+  t.match(caText, /X509v3 Basic Constraints: critical\s+CA:TRUE, pathlen:0/);
+  t.match(caText, /X509v3 Key Usage: critical\s+Certificate Sign, CRL Sign\n/);
+});
+
+t.test('leaves of a CA created by an older edgeway (selfsigned, no SKI) still verify', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'edgeway-tls-legacy-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const now = Date.now();
+  const old = await generate(
+    [
+      { name: 'organizationName', value: 'edgeway' },
+      { name: 'commonName', value: 'edgeway local CA legacy' },
+    ],
+    {
+      keyType: 'ec',
+      curve: 'P-256',
+      algorithm: 'sha256',
+      notBeforeDate: new Date(now - 60_000),
+      notAfterDate: new Date(now + 365 * 86_400_000),
+      extensions: [
+        { name: 'basicConstraints', cA: true, pathLenConstraint: 0, critical: true },
+        { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
+      ],
+    },
+  );
+  await mkdir(join(dir, 'ca'));
+  await writeFile(join(dir, 'ca', 'edgeway-local-ca.crt'), old.cert);
+  await writeFile(join(dir, 'ca', 'edgeway-local-ca.key'), old.private);
+  const legacy = await LocalCA.open(dir, { leafDays: 7 });
+  const caCert = new X509Certificate(legacy.certPem);
+  t.equal(extensionValue(caCert, '2.5.29.14'), undefined, 'the old CA has no SKI');
+  const b = await legacy.leafFor('legacy.localhost');
+  const leaf = new X509Certificate(b.certPem);
+  t.ok(leaf.verify(caCert.publicKey) && leaf.checkIssued(caCert), 'signed by the old CA');
+  t.equal(b.issuer, 'edgeway local CA legacy');
+  t.equal(keyIdOf(extensionValue(leaf, '2.5.29.35')), methodOneKeyId(caCert), 'AKI = the CA key id by method 1');
+  const v = await openssl(t, ['verify', '-CAfile', legacy.certPath, join(dir, 'certs', 'local', 'legacy.localhost.crt')]);
+  t.equal(v.code, 0, v.out);
+  const store = new CertStore(b);
+  const srv = await startServer(store, keys);
+  const c = await new Promise<tls.TLSSocket>((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: srv.port, ca: [legacy.certPem], servername: 'legacy.localhost' }, () => resolve(s));
+    t.teardown(() => void s.destroy());
+    s.once('error', reject);
+  });
+  t.ok(c.authorized, 'handshake verifies against the old CA');
+});
+
+t.test('an RSA CA signs leaves with sha256WithRSAEncryption', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'edgeway-tls-rsa-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const now = Date.now();
+  const rsa = await generate([{ name: 'commonName', value: 'rsa test CA' }], {
+    keySize: 2048,
+    algorithm: 'sha256',
+    notBeforeDate: new Date(now - 60_000),
+    notAfterDate: new Date(now + 365 * 86_400_000),
+    extensions: [{ name: 'basicConstraints', cA: true, critical: true }],
+  });
+  await mkdir(join(dir, 'ca'));
+  await writeFile(join(dir, 'ca', 'edgeway-local-ca.crt'), rsa.cert);
+  await writeFile(join(dir, 'ca', 'edgeway-local-ca.key'), rsa.private);
+  const rca = await LocalCA.open(dir, { leafDays: 7 });
+  const leaf = new X509Certificate((await rca.leafFor('rsa.localhost')).certPem);
+  t.ok(leaf.verify(new X509Certificate(rca.certPem).publicKey));
+  const text = (await openssl(t, ['x509', '-noout', '-text'], leaf.toString())).out;
+  t.match(text, /Signature Algorithm: sha256WithRSAEncryption/);
+  const v = await openssl(t, ['verify', '-CAfile', rca.certPath, join(dir, 'certs', 'local', 'rsa.localhost.crt')]);
+  t.equal(v.code, 0, v.out);
+});
+
+t.test('DER encoder', async (t) => {
+  t.equal(uint(Buffer.from([0, 0, 0x7f])).toString('hex'), '02017f', 'leading zeros dropped');
+  t.equal(uint(Buffer.from([0x80])).toString('hex'), '02020080', 'a high bit gets a zero byte');
+  t.equal(uint(Buffer.alloc(0)).toString('hex'), '020100');
+  t.equal(smallInt(2).toString('hex'), '020102');
+  t.throws(() => smallInt(128));
+  t.equal(oid('1.2.840.10045.4.3.2').toString('hex'), '06082a8648ce3d040302');
+  t.equal(time(Date.UTC(2049, 11, 31, 23, 59, 59, 999)).toString('latin1').slice(2), '491231235959Z', 'UTCTime to 2049, seconds truncated');
+  t.equal(time(Date.UTC(2050, 0, 1)).toString('latin1').slice(2), '20500101000000Z', 'GeneralizedTime from 2050');
+  for (const n of [0, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 0x1000000]) {
+    const enc = tlv(0x04, Buffer.alloc(n));
+    const node = read(enc, 0);
+    t.equal(node.end - node.content, n, `length ${n} round-trips`);
+    t.equal(node.end, enc.length);
+  }
+  t.same(children(seq(smallInt(1), smallInt(2)), read(seq(smallInt(1), smallInt(2)), 0)).length, 2);
+  t.throws(() => read(Buffer.from([0x30, 0x05, 0x01]), 0), /past the end/);
+  t.throws(() => read(Buffer.from([0x30, 0x80]), 0), /unsupported length/);
+  t.throws(() => read(Buffer.from([0x30]), 0), /truncated/);
 });
 
 t.test('bundleFromPem', async (t) => {

@@ -4,7 +4,7 @@
 // and one signature with the CA key imported once, ~0.1 ms of CPU in all
 // (selfsigned took ~10 ms: it re-imported the CA key and ran a full ASN.1
 // schema engine per leaf). Profiles (RFC 5280):
-//   leaf: v3, random 128-bit serial, issuer = the CA certificate's subject
+//   leaf: v3, random positive 16-byte serial, issuer = the CA certificate's subject
 //         copied byte for byte, subject O=edgeway local [+ CN], P-256 key,
 //         basicConstraints cA=false (critical), keyUsage digitalSignature
 //         (critical), extKeyUsage serverAuth, subjectAltName dNSName(s),
@@ -12,7 +12,7 @@
 //   CA:   self-signed, basicConstraints cA pathLen 0 (critical), keyUsage
 //         keyCertSign+cRLSign (critical), subjectKeyIdentifier.
 
-import { createECDH, createHash, createPrivateKey, randomBytes, sign, X509Certificate, type ECDH, type KeyObject } from 'node:crypto';
+import { createECDH, createHash, createPrivateKey, randomBytes, sign, type ECDH, type KeyObject, type X509Certificate } from 'node:crypto';
 import {
   bitString,
   bytesOf,
@@ -158,9 +158,9 @@ function caFacts(certDer: Uint8Array): { subject: Uint8Array; keyId: Buffer } {
       ski = Buffer.from(contentOf(certDer, inner));
     }
   }
-  // A CA created before edgeway wrote an SKI: its key id by method 1, which is
-  // what an SKI would have held (OpenSSL ignores the AKI key id when the issuer
-  // has no SKI and chains by name).
+  // A CA created before edgeway wrote an SKI: its key id by method 1, the value
+  // an SKI would hold. Not optional: verifiers match the AKI against a key id
+  // they compute for an issuer without SKI (Node's TLS rejects a mismatch).
   return { subject: Buffer.from(bytesOf(certDer, subject)), keyId: ski ?? keyId(bytesOf(certDer, spki)) };
 }
 

@@ -9,7 +9,7 @@
 // bundles, and read the leaf files of restored hosts on first use (leafReader).
 
 import { X509Certificate, createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdir, open as openFile, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { chmod, mkdir, open as openFile, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { EdgewayError } from '../errors.js';
@@ -179,8 +179,10 @@ export class LocalCA {
    * Whether the leaf for `name` must be minted (again): none in memory or on
    * disk, or due for renewal. For leaves the data planes load on first use,
    * which the control plane never handed over. The first check reads the
-   * certificate (not the key); its renewal point is remembered, so later
-   * checks of 100,000 restored hosts are a Map lookup each.
+   * certificate and only stats the key (leaf files are not fsynced: after a
+   * power cut a key can come back empty, see writeLeafFile); its renewal
+   * point is remembered, so later checks of 100,000 restored hosts are a Map
+   * lookup each.
    */
   async leafDue(name: string): Promise<boolean> {
     const sorted = normalizeNames([name]);
@@ -189,8 +191,15 @@ export class LocalCA {
     if (cached !== undefined) return this.needsRenewal(cached);
     let at = this.#renewAt.get(key);
     if (at === undefined) {
-      const pem = await readIfExists(join(this.#leafDir, fileStem(sorted)) + '.crt');
-      if (pem === undefined) return true;
+      const stem = join(this.#leafDir, fileStem(sorted));
+      const [pem, keySize] = await Promise.all([
+        readIfExists(stem + '.crt'),
+        stat(stem + '.key').then(
+          (st) => st.size,
+          (e: unknown) => (isEnoent(e) ? 0 : Promise.reject(e)),
+        ),
+      ]);
+      if (pem === undefined || keySize === 0) return true;
       try {
         const leaf = new X509Certificate(pemCertificates(pem)[0] ?? '');
         const end = new Date(leaf.validTo).getTime();
@@ -319,9 +328,10 @@ function wholeSeconds(ms: number): number {
  * Replaces a leaf file atomically (temp file in the same directory, then
  * rename: a reader sees the old file or the new one, never part of one), with
  * exactly `mode`, but WITHOUT fsync, unlike writeFileAtomic: a leaf lost or
- * torn by a power cut fails the checks on load (loadLeafFiles, leafDue,
- * leafReader) and is simply minted again, so durability is not worth two
- * fsyncs of the file and two of the directory per new host.
+ * torn by a power cut (on ext4, a new file comes back empty or missing) fails
+ * the checks on load (loadLeafFiles, leafReader; leafDue checks the .crt and
+ * that the .key is not empty) and is simply minted again, so durability is
+ * not worth two fsyncs of the files and two of the directory per new host.
  */
 async function writeLeafFile(path: string, data: string, mode: number): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
