@@ -24,7 +24,16 @@ function errorCode(e: unknown): string | undefined {
  * exists under its final name with looser permissions and the umask cannot
  * widen or narrow it); otherwise the usual 0666 & ~umask applies.
  */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, mode?: number): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array,
+  mode?: number,
+  opts: { readonly durable?: boolean } = {},
+): Promise<void> {
+  // durable: false keeps the atomicity (old file or new, never a torn mix)
+  // and skips the fsyncs, for files that are verified on load and cheap to
+  // recreate (self-signed leaves).
+  const durable = opts.durable ?? true;
   const dir = dirname(path);
   // Dot-prefixed and random: invisible to directory scans that skip dotfiles
   // (files mode, routes/) and never shared between concurrent writers.
@@ -38,7 +47,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
     try {
       await fh.writeFile(data);
       if (mode !== undefined) await fh.chmod(mode);
-      await fh.sync();
+      if (durable) await fh.sync();
     } finally {
       await fh.close();
     }
@@ -47,7 +56,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
   } finally {
     if (!renamed) await unlink(tmp).catch(() => undefined);
   }
-  await fsyncDir(dir);
+  if (durable) await fsyncDir(dir);
 }
 
 /** Makes a rename or create in `dir` durable. */

@@ -1,6 +1,6 @@
-// What the data plane serves certificates from: name → prebuilt SecureContext,
-// no I/O. Contexts are built once when a bundle arrives (key parsing costs far
-// more than a handshake lookup), so the SNI callback is two Map lookups.
+// What the data plane serves certificates from: name → SecureContext, no I/O.
+// A context is built once, at the first handshake for its bundle, and kept;
+// every later SNI callback is two Map lookups.
 //
 // Swapping is per handshake: a new context is picked up by the next ClientHello,
 // while established TLS connections keep the keys they negotiated.
@@ -14,9 +14,18 @@
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { CertBundle } from './cert-bundle.js';
 
-interface Entry {
-  readonly bundle: CertBundle;
-  readonly ctx: SecureContext;
+/**
+ * A bundle and its context, built at the first handshake that needs it:
+ * parsing a key costs about a millisecond, which would otherwise be paid by
+ * every PUT of a new host (a third of its CPU) for hosts that may never see a
+ * browser. The first handshake for a name pays it once, as CPU, not I/O.
+ */
+class Entry {
+  #ctx: SecureContext | undefined;
+  constructor(readonly bundle: CertBundle) {}
+  get ctx(): SecureContext {
+    return (this.#ctx ??= createSecureContext({ key: this.bundle.keyPem, cert: this.bundle.certPem }));
+  }
 }
 
 export type SniCallback = (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void;
@@ -40,7 +49,7 @@ export interface CertListing {
  * ticket keys, ALPN), which server-options.ts sets once.
  */
 function entryOf(bundle: CertBundle): Entry {
-  return { bundle, ctx: createSecureContext({ key: bundle.keyPem, cert: bundle.certPem }) };
+  return new Entry(bundle);
 }
 
 export class CertStore {

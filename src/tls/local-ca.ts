@@ -8,12 +8,14 @@
 // Only the control plane opens the CA (and its key); data-plane workers receive
 // bundles, and read the leaf files of restored hosts on first use (leafReader).
 
-import { X509Certificate, createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdir, open as openFile, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { X509Certificate, createHash } from 'node:crypto';
+import { chmod, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { EdgewayError } from '../errors.js';
 import { writeFileAtomic } from './atomic-write.js';
+
+const NOT_DURABLE = { durable: false } as const;
 import { bundleFromPem, issuerName, pemCertificates, type CertBundle } from './cert-bundle.js';
 import { createCACertificate, LeafMinter } from './leaf-minter.js';
 
@@ -260,8 +262,13 @@ export class LocalCA {
       bundle = this.#mint(sorted);
       // Key first: a reader (leafReader) or a crash between the two writes
       // sees a pair that fails the key check on load, which is minted again.
-      await writeLeafFile(stem + '.key', bundle.keyPem, 0o600);
-      await writeLeafFile(stem + '.crt', bundle.certPem, 0o644);
+      // Atomic but not fsynced: a leaf lost or torn by a power cut (on ext4 a
+      // new file can come back empty or missing) fails the checks on load
+      // (loadLeafFiles, leafReader; leafDue checks the .crt and that the .key
+      // is not empty) and is simply minted again, so durability is not worth
+      // two fsyncs of the files and two of the directory per new host.
+      await writeFileAtomic(stem + '.key', bundle.keyPem, 0o600, NOT_DURABLE);
+      await writeFileAtomic(stem + '.crt', bundle.certPem, 0o644, NOT_DURABLE);
     }
     this.#mem.set(key, bundle);
     this.#renewAt.delete(key); // the bundle in memory is what counts now
@@ -324,32 +331,6 @@ function wholeSeconds(ms: number): number {
   return Math.floor(ms / 1000) * 1000;
 }
 
-/**
- * Replaces a leaf file atomically (temp file in the same directory, then
- * rename: a reader sees the old file or the new one, never part of one), with
- * exactly `mode`, but WITHOUT fsync, unlike writeFileAtomic: a leaf lost or
- * torn by a power cut (on ext4, a new file comes back empty or missing) fails
- * the checks on load (loadLeafFiles, leafReader; leafDue checks the .crt and
- * that the .key is not empty) and is simply minted again, so durability is
- * not worth two fsyncs of the files and two of the directory per new host.
- */
-async function writeLeafFile(path: string, data: string, mode: number): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await openFile(tmp, 'wx', 0o600); // O_EXCL: never follows a planted symlink
-  let renamed = false;
-  try {
-    try {
-      await fh.writeFile(data);
-      await fh.chmod(mode); // exact, whatever the umask
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-    renamed = true;
-  } finally {
-    if (!renamed) await unlink(tmp).catch(() => undefined);
-  }
-}
 
 function caError(path: string, why: string, cause?: unknown): EdgewayError {
   return new EdgewayError('CONFIG_INVALID', `${path}: ${why}`, { field: 'data_dir', cause });
