@@ -254,11 +254,11 @@ export function createObservability(o: ObservabilityOptions): Observability {
     ...(o.certificates === undefined ? {} : { certificates: o.certificates }),
     ...(o.processMetrics === undefined ? {} : { processMetrics: o.processMetrics }),
   });
-  const activity = new Activity((h) => table.get(h) !== undefined);
+  const activity = new Activity((h) => table.has(h));
   const accessLog = new AccessLog(o.log, o.config.log.access_log);
   const observer = new Observer(metrics, activity, accessLog);
   const hosts = function* (): Iterable<string> {
-    for (const h of table.entries()) yield h.host;
+    yield* table.hosts();
   };
   return {
     observer,

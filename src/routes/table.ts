@@ -19,19 +19,31 @@ export interface HostHit {
 /** [HostHit, then (prefix: string, match: RouteMatch) pairs]; see the file comment. */
 type Lookup = readonly unknown[];
 
+/**
+ * A host not yet compiled: entries handed over in bulk (restart, SIGHUP,
+ * worker start) are compiled at their first lookup, so a table of 100,000
+ * restored hosts is ready in milliseconds (issue 3: first request within 1 s
+ * of start) and only hosts that see traffic pay the compile.
+ */
+type Slot = Lookup | HostEntry;
+
 interface Maps {
   /** Every entry by its own host, wildcards included: what put/get/delete see. */
-  readonly byHost: Map<string, CompiledHost>;
+  readonly byHost: Map<string, CompiledHost | HostEntry>;
   /** Non-wildcard entries by host. */
-  readonly exact: Map<string, Lookup>;
+  readonly exact: Map<string, Slot>;
   /** `*.parent` entries by parent, so a fallback needs no string concatenation. */
-  readonly wild: Map<string, Lookup>;
+  readonly wild: Map<string, Slot>;
 }
 
 const WILDCARD_PREFIX = '*.';
 
 function emptyMaps(): Maps {
   return { byHost: new Map(), exact: new Map(), wild: new Map() };
+}
+
+function isCompiled(x: CompiledHost | HostEntry): x is CompiledHost {
+  return (x as CompiledHost).info !== undefined;
 }
 
 function buildLookup(compiled: CompiledHost, wildcard: boolean): Lookup {
@@ -48,21 +60,30 @@ function buildLookup(compiled: CompiledHost, wildcard: boolean): Lookup {
   return lookup;
 }
 
-function remove(maps: Maps, host: string): CompiledHost | undefined {
-  const compiled = maps.byHost.get(host);
-  if (compiled === undefined) return undefined;
+function remove(maps: Maps, host: string): CompiledHost | HostEntry | undefined {
+  const stored = maps.byHost.get(host);
+  if (stored === undefined) return undefined;
   maps.byHost.delete(host);
   if (host.startsWith(WILDCARD_PREFIX)) maps.wild.delete(host.slice(WILDCARD_PREFIX.length));
   else maps.exact.delete(host);
-  return compiled;
+  return stored;
 }
 
-function insert(maps: Maps, compiled: CompiledHost): void {
+function insert(maps: Maps, compiled: CompiledHost): Lookup {
   const host = compiled.host;
-  remove(maps, host);
   maps.byHost.set(host, compiled);
-  if (host.startsWith(WILDCARD_PREFIX)) maps.wild.set(host.slice(WILDCARD_PREFIX.length), buildLookup(compiled, true));
-  else maps.exact.set(host, buildLookup(compiled, false));
+  const wildcard = host.startsWith(WILDCARD_PREFIX);
+  const lookup = buildLookup(compiled, wildcard);
+  if (wildcard) maps.wild.set(host.slice(WILDCARD_PREFIX.length), lookup);
+  else maps.exact.set(host, lookup);
+  return lookup;
+}
+
+function insertRaw(maps: Maps, entry: HostEntry): void {
+  const host = entry.host;
+  maps.byHost.set(host, entry);
+  if (host.startsWith(WILDCARD_PREFIX)) maps.wild.set(host.slice(WILDCARD_PREFIX.length), entry);
+  else maps.exact.set(host, entry);
 }
 
 export class RouteTable {
@@ -88,30 +109,49 @@ export class RouteTable {
   /** Compiles and stores (replacing any entry of that host). Returns the compiled host. */
   put(entry: HostEntry): CompiledHost {
     const compiled = compileEntry(entry, this.domain);
+    remove(this.#maps, compiled.host);
     insert(this.#maps, compiled);
     this.#version++;
     return compiled;
   }
 
-  /** Returns what was removed; the version only moves when something was. */
+  /** Returns what was removed (compiled, so its locations can be retired); the version only moves when something was. */
   delete(host: string): CompiledHost | undefined {
-    const compiled = remove(this.#maps, host);
-    if (compiled !== undefined) this.#version++;
-    return compiled;
+    const stored = remove(this.#maps, host);
+    if (stored === undefined) return undefined;
+    this.#version++;
+    return isCompiled(stored) ? stored : this.#compile(stored);
   }
 
   /** The entry stored under exactly this host ('*.x' names the wildcard entry itself). */
   get(host: string): CompiledHost | undefined {
-    return this.#maps.byHost.get(host);
+    const stored = this.#maps.byHost.get(host);
+    if (stored === undefined || isCompiled(stored)) return stored;
+    const compiled = this.#compile(stored);
+    // Same slot, compiled: byHost and the lookup maps now hold the result.
+    if (compiled !== undefined) insert(this.#maps, compiled);
+    return compiled;
+  }
+
+  /** Whether this host has an entry, without compiling it. */
+  has(host: string): boolean {
+    return this.#maps.byHost.has(host);
   }
 
   #lookup(host: string): Lookup | undefined {
     const maps = this.#maps;
-    const found = maps.exact.get(host);
-    if (found !== undefined) return found;
-    // A wildcard covers exactly one label: 'a.b.org-x.d' looks for '*.b.org-x.d' only.
-    const dot = host.indexOf('.');
-    return dot < 0 ? undefined : maps.wild.get(host.slice(dot + 1));
+    let found = maps.exact.get(host);
+    if (found === undefined) {
+      // A wildcard covers exactly one label: 'a.b.org-x.d' looks for '*.b.org-x.d' only.
+      const dot = host.indexOf('.');
+      if (dot < 0) return undefined;
+      found = maps.wild.get(host.slice(dot + 1));
+      if (found === undefined) return undefined;
+    }
+    if (Array.isArray(found)) return found;
+    // First lookup of a host handed over in bulk: compile it now, once.
+    const compiled = this.#compile(found as HostEntry);
+    return compiled === undefined ? undefined : insert(maps, compiled);
   }
 
   /** Exact host, then the `*.parent` wildcard entry (one label), else undefined. host is already normalized. O(1). */
@@ -130,18 +170,46 @@ export class RouteTable {
   }
 
   /**
-   * Builds fresh maps from these entries and swaps them in at once (SIGHUP,
-   * worker snapshots). A later entry for the same host replaces an earlier one.
-   * If any entry fails to compile, the table is left as it was.
+   * Swaps in these entries at once (SIGHUP, restart, worker snapshots); a later
+   * entry for the same host replaces an earlier one. They are compiled at their
+   * first lookup: every entry here was validated when it was first accepted
+   * (admin API or routes/), so compiling cannot fail for a well-formed one.
    */
   replaceAll(entries: Iterable<HostEntry>): void {
     const maps = emptyMaps();
-    for (const entry of entries) insert(maps, compileEntry(entry, this.domain));
+    for (const entry of entries) {
+      remove(maps, entry.host);
+      insertRaw(maps, entry);
+    }
     this.#maps = maps;
     this.#version++;
   }
 
+  /** Every entry, compiled (compiles those not yet compiled). */
   *entries(): IterableIterator<CompiledHost> {
-    yield* this.#maps.byHost.values();
+    for (const host of [...this.#maps.byHost.keys()]) {
+      const c = this.get(host);
+      if (c !== undefined) yield c;
+    }
+  }
+
+  /** Entries compiled so far: the only ones that can have served traffic. */
+  *compiledEntries(): IterableIterator<CompiledHost> {
+    for (const stored of this.#maps.byHost.values()) if (isCompiled(stored)) yield stored;
+  }
+
+  /** Every host name, without compiling anything. */
+  hosts(): IterableIterator<string> {
+    return this.#maps.byHost.keys();
+  }
+
+  #compile(entry: HostEntry): CompiledHost | undefined {
+    try {
+      return compileEntry(entry, this.domain);
+    } catch {
+      // Unreachable for a validated entry; a broken one routes nowhere rather
+      // than throwing on the request path.
+      return undefined;
+    }
   }
 }

@@ -49,7 +49,8 @@ export class DataState {
         }
         for (const c of change.certs) this.certs.set(bundleFromPem(c.certPem, c.keyPem));
         const before = new Map<string, CompiledHost>();
-        for (const h of this.table.entries()) before.set(h.host, h);
+        // Only compiled hosts can have served traffic (and hold websockets).
+        for (const h of this.table.compiledEntries()) before.set(h.host, h);
         this.table.replaceAll(change.entries);
         for (const [host, old] of before) this.retire(old, this.table.get(host));
         break;
