@@ -4,7 +4,7 @@
 // (certificates as PEM, rebuilt on the worker), so both paths share one shape.
 
 import type { HostEntry } from '../routes/types.js';
-import type { CertBundle } from '../tls/cert-bundle.js';
+import { bundleFromPem, type CertBundle } from '../tls/cert-bundle.js';
 
 /** A certificate as it crosses IPC: PEM only, parsed again on arrival. */
 export interface CertPem {
@@ -37,6 +37,21 @@ export interface DataPlaneSink {
   current(version: number): boolean;
 }
 
+/**
+ * The bundle a CertPem was made from, while that very object is in hand: in
+ * one process the data plane gets it back without parsing and re-checking
+ * the PEM (a fifth of a new host's PUT); over IPC the object is a copy, the
+ * lookup misses and the worker parses it (bundleOf).
+ */
+const parsed = new WeakMap<CertPem, CertBundle>();
+
 export function toPem(b: CertBundle): CertPem {
-  return { certPem: b.certPem, keyPem: b.keyPem };
+  const pem = { certPem: b.certPem, keyPem: b.keyPem };
+  parsed.set(pem, b);
+  return pem;
+}
+
+/** The bundle for a CertPem: the original when it never left this process, else parsed and checked. */
+export function bundleOf(pem: CertPem): CertBundle {
+  return parsed.get(pem) ?? bundleFromPem(pem.certPem, pem.keyPem);
 }

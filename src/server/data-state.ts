@@ -3,10 +3,9 @@
 // process, from IPC in a worker) synchronously, so the request after the
 // acknowledgement already sees them. No I/O here.
 
-import type { TableChange, CertPem } from '../control/changes.js';
+import { bundleOf, type TableChange, type CertPem } from '../control/changes.js';
 import { RouteTable } from '../routes/table.js';
 import type { CompiledHost, CompiledLocation, HostEntry } from '../routes/types.js';
-import { bundleFromPem } from '../tls/cert-bundle.js';
 import { CertStore, type CertLoader } from '../tls/cert-store.js';
 
 export class DataState {
@@ -23,7 +22,7 @@ export class DataState {
   /** With `loader`, certificates the control plane did not hand over are loaded on first use (restored hosts). */
   constructor(domain: string, fallback: CertPem, loader?: CertLoader) {
     this.table = new RouteTable(domain);
-    this.certs = new CertStore(bundleFromPem(fallback.certPem, fallback.keyPem));
+    this.certs = new CertStore(bundleOf(fallback));
     if (loader !== undefined) this.certs.setLoader(loader, (name) => this.table.lookupHost(name)?.host.host);
   }
 
@@ -40,14 +39,14 @@ export class DataState {
         for (const h of change.deletes) this.remove(h);
         break;
       case 'cert':
-        this.certs.set(bundleFromPem(change.cert.certPem, change.cert.keyPem));
+        this.certs.set(bundleOf(change.cert));
         break;
       case 'replace': {
         if (change.fallback.certPem !== this.certs.fallback.certPem) {
-          this.certs.setFallback(bundleFromPem(change.fallback.certPem, change.fallback.keyPem));
+          this.certs.setFallback(bundleOf(change.fallback));
           this.onFallback?.();
         }
-        for (const c of change.certs) this.certs.set(bundleFromPem(c.certPem, c.keyPem));
+        for (const c of change.certs) this.certs.set(bundleOf(c));
         const before = new Map<string, CompiledHost>();
         // Only compiled hosts can have served traffic (and hold websockets).
         for (const h of this.table.compiledEntries()) before.set(h.host, h);
@@ -60,7 +59,7 @@ export class DataState {
   }
 
   private put(entry: HostEntry, cert: CertPem | undefined): void {
-    if (cert) this.certs.set(bundleFromPem(cert.certPem, cert.keyPem));
+    if (cert) this.certs.set(bundleOf(cert));
     const old = this.table.get(entry.host);
     const next = this.table.put(entry);
     if (old) this.retire(old, next);
