@@ -265,6 +265,8 @@ t.test('start banner: listening line, local CA path and trust command', async (t
   const caPath = resolve(dir, 'data', 'ca', 'edgeway-local-ca.crt');
   t.ok(existsSync(caPath), 'the local CA exists at data_dir/ca/edgeway-local-ca.crt');
   t.match(await readFile(caPath, 'utf8'), /^-----BEGIN CERTIFICATE-----/, 'it is a PEM certificate');
+  // The banner follows the listening line; under load it may arrive in a later read.
+  await r.p.waitFor((l) => /update-ca-certificates/.test(String(l.msg ?? '')), { timeoutMs: 5000, what: 'the trust-command line' }).catch(() => undefined);
   const msgs = r.p.lines.map((l) => String(l.msg ?? ''));
   const caLine = msgs.find((m) => m.includes(caPath) && !/install|trust/i.test(m.replace(caPath, '')));
   t.ok(caLine, 'a line names the CA path', { lines: msgs });
@@ -523,6 +525,8 @@ t.test('workers: 2: control plane + 2 workers, changes seen by both, a killed wo
   const startMs = performance.now() - tStart;
   let kids = await childrenOf(r.p.pid);
   t.equal(kids.length, 2, `2 data-plane workers (pids ${kids.join(', ')})`);
+  // The banner lines follow the listening line; under load they may arrive in a later read.
+  await r.p.waitFor((l) => l.msg === 'data-plane workers: 2', { timeoutMs: 5000, what: 'the worker-count banner line' }).catch(() => undefined);
   t.ok(r.p.lines.some((l) => l.msg === 'data-plane workers: 2'), 'banner names the worker count');
   const health = await admin(r, 'GET', '/v1/health');
   t.equal(health.status, 200, 'GET /v1/health → 200');
