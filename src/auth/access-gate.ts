@@ -76,9 +76,8 @@ export class AccessGate {
     if (policy.kind === 'public') return PUBLIC_GRANT;
     const now = this.#now();
     const address = req.socket.remoteAddress ?? '';
-    const ban = this.#limiter.bannedFor(address, now);
+    const ban = this.#banFor(address, now);
     if (ban > 0) {
-      this.onFailure?.('banned');
       refuse(req, res, 'banned', ban);
       return undefined;
     }
@@ -94,13 +93,11 @@ export class AccessGate {
       else refuse(req, res, a);
       return undefined;
     }
-    const denied = this.#denied(policy, a, host);
+    const denied = this.#refusal(policy, a, host, req);
     if (denied !== undefined) {
-      this.onFailure?.(denied);
       refuse(req, res, denied);
       return undefined;
     }
-    (req as RequestMarks)[kUser] = a.sub;
     return a;
   }
 
@@ -110,9 +107,8 @@ export class AccessGate {
     if (policy.kind === 'public') return PUBLIC_GRANT;
     const now = this.#now();
     const address = req.socket.remoteAddress ?? '';
-    const ban = this.#limiter.bannedFor(address, now);
+    const ban = this.#banFor(address, now);
     if (ban > 0) {
-      this.onFailure?.('banned');
       refuseRaw(socket, 'banned', ban);
       return undefined;
     }
@@ -123,13 +119,11 @@ export class AccessGate {
       refuseRaw(socket, a);
       return undefined;
     }
-    const denied = this.#denied(policy, a, host);
+    const denied = this.#refusal(policy, a, host, req);
     if (denied !== undefined) {
-      this.onFailure?.(denied);
       refuseRaw(socket, denied);
       return undefined;
     }
-    (req as RequestMarks)[kUser] = a.sub;
     return a;
   }
 
@@ -181,6 +175,21 @@ export class AccessGate {
   #refuseHandoff(req: IncomingMessage, res: ServerResponse, reason: Reason, address: string, now: number): void {
     this.#failed(reason, address, now);
     refuse(req, res, reason);
+  }
+
+  /** Seconds left of this address's ban (counted as a failure), else 0. */
+  #banFor(address: string, now: number): number {
+    const ban = this.#limiter.bannedFor(address, now);
+    if (ban > 0) this.onFailure?.('banned');
+    return ban;
+  }
+
+  /** Why a valid credential may not pass here (counted), or undefined: then the request carries its user for the access log. */
+  #refusal(policy: Policy, a: Grant, host: string, req: IncomingMessage): Reason | undefined {
+    const denied = this.#denied(policy, a, host);
+    if (denied !== undefined) this.onFailure?.(denied);
+    else (req as RequestMarks)[kUser] = a.sub;
+    return denied;
   }
 
   #failed(reason: Reason, address: string, now: number): void {
