@@ -29,8 +29,13 @@ export class ClusterSink implements DataPlaneSink {
 
   constructor(private readonly expected: number) {}
 
-  add(worker: Worker): void {
-    this.workers.set(worker.id, { worker, version: 0, listening: false });
+  /**
+   * Counts a worker once it is handed the state at `version` (its init): a
+   * worker still loading is not waited for (it ignores changes before init,
+   * and its snapshot, taken in the change queue, already holds them).
+   */
+  add(worker: Worker, version: number): void {
+    this.workers.set(worker.id, { worker, version, listening: false });
   }
 
   remove(worker: Worker): void {

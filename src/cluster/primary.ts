@@ -57,11 +57,13 @@ export async function startPrimary(cfg: Config, log: Logger, workerArgs: readonl
   const fork = (): void => {
     if (stopping) return;
     const worker = cluster.fork();
-    sink.add(worker);
     worker.on('message', (m: unknown) => {
       if (!isMessage<ToPrimary>(m)) return;
       if (m.t === 'hello') {
         void control.control.snapshot((change, version) => {
+          // Counted from here: changes before this are in the snapshot, and
+          // nothing waits on a worker that is still loading.
+          sink.add(worker, version);
           sink.send(worker, { t: 'init', config, ticketKeys, change, version });
         });
       } else if (m.t === 'ack') sink.ack(worker, m.version);

@@ -159,6 +159,7 @@ export class ControlPlane implements HostStore {
       if (fallback.certPem === this.pushedFallback) return 0;
       // The fallback travels with the whole state (rare: once per leaf lifetime).
       await this.sink.apply(await this.wholeState(), ++this.version);
+      this.pushedFallback = fallback.certPem;
       return 1;
     });
     let checked = 0;
@@ -246,7 +247,6 @@ export class ControlPlane implements HostStore {
     const fallback = await this.certs.fallback();
     // Only what was handed over; a restarting worker loads the rest on first use too.
     const bundles = await this.certs.all([...this.pushed.keys()].filter((h) => this.entries.has(h)));
-    this.pushedFallback = fallback.certPem;
     return {
       kind: 'replace',
       entries: [...this.entries.values()].map((s) => s.entry),
@@ -277,15 +277,13 @@ export class ControlPlane implements HostStore {
       if (prev === undefined && known) cert = await this.certs.forHost(entry.host);
       this.durable?.check();
       // The certificate first, so no handshake for this name ever waits.
-      await this.sink.apply({ kind: 'put', entry, cert: this.toHand(entry.host, cert) }, ++this.version);
+      const acked = this.sink.apply({ kind: 'put', entry, cert: this.toHand(entry.host, cert) }, ++this.version);
       if (cert) this.pushed.set(entry.host, cert.certPem);
-      const stored: StoredEntry = {
-        entry,
-        version: (prev?.version ?? 0) + 1,
-        expiresAt: entry.lease_ttl_s === undefined ? null : Date.now() + entry.lease_ttl_s * 1000,
-      };
+      const stored = storedEntry(entry, prev, Date.now());
       this.entries.set(entry.host, stored);
-      return { result: { created: prev === undefined, stored }, durable: this.journaled(this.durable?.put(stored)) };
+      const durable = this.journaled(this.durable?.put(stored));
+      await confirmed(acked, durable);
+      return { result: { created: prev === undefined, stored }, durable };
     });
     await durable;
     return result;
@@ -325,28 +323,22 @@ export class ControlPlane implements HostStore {
         this.refuseStatic(h, true);
       }
       this.durable?.check();
-      await this.sink.apply(
+      const acked = this.sink.apply(
         { kind: 'batch', puts: puts.map((entry, i) => ({ entry, cert: this.toHand(entry.host, certs[i]) })), deletes },
         ++this.version,
       );
       const now = Date.now();
       const put: PutResult[] = puts.map((entry, i) => {
         const prev = this.entries.get(entry.host);
-        const stored: StoredEntry = {
-          entry,
-          version: (prev?.version ?? 0) + 1,
-          expiresAt: entry.lease_ttl_s === undefined ? null : now + entry.lease_ttl_s * 1000,
-        };
+        const stored = storedEntry(entry, prev, now);
         this.entries.set(entry.host, stored);
         const cert = certs[i];
         if (cert) this.pushed.set(entry.host, cert.certPem);
         return { created: prev === undefined, stored };
       });
-      for (const h of deletes) {
-        this.entries.delete(h);
-        this.pushed.delete(h);
-      }
+      for (const h of deletes) this.removed(h);
       const durable = this.journaled(this.durable?.batch(put.map((p) => p.stored), deletes));
+      await confirmed(acked, durable);
       return { result: { put, deleted: [...deletes] }, durable };
     });
     await durable;
@@ -359,10 +351,11 @@ export class ControlPlane implements HostStore {
       if (prev === undefined) return { found: false, durable: undefined };
       this.refuseStatic(host);
       this.durable?.check();
-      await this.sink.apply({ kind: 'delete', host }, ++this.version);
-      this.entries.delete(host);
-      this.pushed.delete(host);
-      return { found: true, durable: this.journaled(this.durable?.delete(host)) };
+      const acked = this.sink.apply({ kind: 'delete', host }, ++this.version);
+      this.removed(host);
+      const durable = this.journaled(this.durable?.delete(host));
+      await confirmed(acked, durable);
+      return { found: true, durable };
     });
     await durable;
     return found;
@@ -380,17 +373,24 @@ export class ControlPlane implements HostStore {
         // Renewed (or replaced) while this waited its turn: keep it.
         const cur = this.entries.get(host);
         if (cur?.expiresAt == null || cur.expiresAt > Date.now()) return;
-        await this.sink.apply({ kind: 'delete', host }, ++this.version);
-        this.entries.delete(host);
-        this.pushed.delete(host);
-        // Nobody waits on this one; a restart drops the entry by its deadline anyway.
+        const acked = this.sink.apply({ kind: 'delete', host }, ++this.version);
+        this.removed(host);
+        // Nobody waits on the journal here; a restart drops the entry by its deadline anyway.
         this.journaled(this.durable?.delete(host), host);
+        await acked;
         this.onLeaseExpired?.(host);
         this.log.info({ host }, 'lease expired; entry removed');
       })
         .catch((err: unknown) => this.log.error({ host, err }, 'lease expiry failed'))
         .finally(() => this.expiring.delete(host));
     }
+  }
+
+  /** An entry left the table: forget it and (in the background) its certificate. */
+  private removed(host: string): void {
+    this.entries.delete(host);
+    this.pushed.delete(host);
+    this.certs.forget?.(host).catch((err: unknown) => this.log.warn({ host, err }, 'could not remove the certificate of a deleted host'));
   }
 
   private refuseStatic(host: string, named = false): void {
@@ -424,5 +424,30 @@ export class ControlPlane implements HostStore {
     const run = this.queue.then(fn, fn);
     this.queue = run.catch(() => undefined);
     return run;
+  }
+}
+
+/** An entry as stored: one more version than the one it replaces, and its lease deadline from `now`. */
+function storedEntry(entry: HostEntry, prev: StoredEntry | undefined, now: number): StoredEntry {
+  return {
+    entry,
+    version: (prev?.version ?? 0) + 1,
+    expiresAt: entry.lease_ttl_s === undefined ? null : now + entry.lease_ttl_s * 1000,
+  };
+}
+
+/**
+ * Waits for the data planes to confirm a change that is already recorded
+ * here (table, journal). Recording first means a late confirmation (a worker
+ * over its ack deadline: 503 to the caller) never leaves the control plane
+ * behind the workers that did apply it; the late worker catches up or, if it
+ * dies, restarts from the snapshot that includes the change.
+ */
+async function confirmed(acked: Promise<void>, durable: Promise<void> | undefined): Promise<void> {
+  try {
+    await acked;
+  } catch (err) {
+    durable?.catch(() => undefined); // the caller gets `err`; the journal write's outcome is logged by the journal
+    throw err;
   }
 }
