@@ -26,6 +26,8 @@ export interface CertSource {
   loader?(): CertLoader;
   /** For a host whose certificate was never handed over: must it be obtained (again) now? */
   due?(host: string): Promise<boolean>;
+  /** A host entry is gone: drop what was kept for it (memory and disk), so churn does not grow data_dir. */
+  forget?(host: string): Promise<void>;
 }
 
 /** Self-signed mode: edgeway's own local CA mints an exact-name leaf per host. */
@@ -58,33 +60,39 @@ class LocalCaSource implements CertSource {
     return this.ca.leafDue(host);
   }
 
+  forget(host: string): Promise<void> {
+    return this.ca.forget([host]);
+  }
+
   describe(): string[] {
     return [`local CA certificate: ${this.ca.certPath}`, `trust it on this machine: ${this.ca.trustCommand()}`];
   }
 }
 
-/** Files mode: pairs from `tls.certs_dir`, re-read on SIGHUP; the first covering `{domain}` is the fallback. */
+/**
+ * Files mode: pairs from `tls.certs_dir`, read once when the source is opened
+ * (at start, and again on SIGHUP, which opens a new source); the first
+ * covering `*.{domain}`, else `{domain}`, is the fallback.
+ */
 class FilesSource implements CertSource {
-  private bundles: CertBundle[] = [];
-
-  constructor(
+  private constructor(
     private readonly dir: string,
-    private readonly domain: string,
+    private readonly bundles: CertBundle[],
+    private readonly best: CertBundle,
   ) {}
 
-  async fallback(): Promise<CertBundle> {
-    this.bundles = await loadCertsDir(this.dir);
-    const wild = `*.${this.domain}`;
-    const best =
-      this.bundles.find((b) => b.names.includes(wild)) ??
-      this.bundles.find((b) => b.names.includes(this.domain)) ??
-      this.bundles[0];
+  static async open(dir: string, domain: string): Promise<FilesSource> {
+    const bundles = await loadCertsDir(dir);
+    const wild = `*.${domain}`;
+    const best = bundles.find((b) => b.names.includes(wild)) ?? bundles.find((b) => b.names.includes(domain)) ?? bundles[0];
     if (best === undefined) {
-      throw new EdgewayError('CONFIG_INVALID', `tls.certs_dir: no certificate pairs found in ${this.dir}`, {
-        field: 'tls.certs_dir',
-      });
+      throw new EdgewayError('CONFIG_INVALID', `tls.certs_dir: no certificate pairs found in ${dir}`, { field: 'tls.certs_dir' });
     }
-    return best;
+    return new FilesSource(dir, bundles, best);
+  }
+
+  async fallback(): Promise<CertBundle> {
+    return this.best;
   }
 
   async all(): Promise<CertBundle[]> {
@@ -105,7 +113,7 @@ export async function openCertSource(cfg: Config): Promise<CertSource> {
     case 'self-signed':
       return new LocalCaSource(await LocalCA.open(cfg.data_dir, { leafDays: cfg.tls.leaf_days }), cfg.domain);
     case 'files':
-      return new FilesSource(cfg.tls.certs_dir, cfg.domain);
+      return FilesSource.open(cfg.tls.certs_dir, cfg.domain);
     case 'acme':
       // Issue 5 brings ACME DNS-01; until then refuse the start clearly rather
       // than serve a certificate the operator did not ask for.

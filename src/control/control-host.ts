@@ -81,7 +81,9 @@ export async function startControl(
       if (fixed.length > 0) log.warn({ keys: fixed }, 'these settings change only on restart; keeping the running values');
       const merged: Config = { ...next, ...Object.fromEntries(RESTART_KEYS.map((k) => [k, current[k]])) } as Config;
       const staticEntries = await loadRoutesDir(merged.routes_dir, merged.domain);
-      const nextCerts = await openCertSource(merged);
+      // `tls` only changes on restart: self-signed mode keeps its CA (and the
+      // data plane's loader bound to it); files mode re-reads certs_dir.
+      const nextCerts = merged.tls.mode === 'files' ? await openCertSource(merged) : certs;
       await control.replaceStatic(staticEntries, nextCerts);
       log.level = merged.log.level;
       current = merged;
