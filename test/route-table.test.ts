@@ -161,6 +161,8 @@ t.test('validateEntry for routes/ files', async (t) => {
   refuses(t, { host: D, locations: [{ path: '/', static: { root: 'www', index: 'x' } }] }, 'locations[0].static.index', s);
   refuses(t, { host: D, locations: [{ path: '/', static: 'www' }] }, 'locations[0].static', s);
   refuses(t, { host: D, locations: [{ path: '/', upstream: 'http://a' }], lease_ttl_s: 30 }, 'lease_ttl_s', s);
+  // One path prefix per upstream group: the forwarded path is built before round-robin picks a target.
+  refuses(t, { host: D, locations: [{ path: '/', upstreams: ['http://a/x', 'http://b/y'] }] }, 'locations[0].upstreams[1]', s);
 });
 
 t.test('compileEntry', async (t) => {
@@ -170,7 +172,7 @@ t.test('compileEntry', async (t) => {
       locations: [
         { path: '/', upstream: 'http://172.16.1.2:8888' },
         { path: '/collab/yjs', service: 'collab', access: 'user' },
-        { path: '/api', upstreams: ['https://b.internal/v1/', 'http://[::1]:9000/'], strip_prefix: true, timeout_ms: 100 },
+        { path: '/api', upstreams: ['https://b.internal/v1/', 'http://[::1]:9000/v1'], strip_prefix: true, timeout_ms: 100 },
       ],
     }),
     D,
@@ -187,7 +189,7 @@ t.test('compileEntry', async (t) => {
   t.equal(root!.timeoutMs, undefined);
   t.same(apiLoc!.upstreams, [
     { origin: 'https://b.internal', protocol: 'https:', hostname: 'b.internal', port: 443, basePath: '/v1' },
-    { origin: 'http://[::1]:9000', protocol: 'http:', hostname: '::1', port: 9000, basePath: '' },
+    { origin: 'http://[::1]:9000', protocol: 'http:', hostname: '::1', port: 9000, basePath: '/v1' },
   ]);
   t.equal(apiLoc!.stripPrefix, true);
   t.equal(apiLoc!.timeoutMs, 100);

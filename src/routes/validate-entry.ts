@@ -126,6 +126,14 @@ function validateLocation(v: unknown, field: string, source: EntrySource): Locat
       throw invalidField(`${field}.upstreams`, `expected a list of 1 to ${MAX_UPSTREAMS} URLs`);
     }
     out.upstreams = Object.freeze(list.map((u, j) => validateUpstream(u, `${field}.upstreams[${j}]`)));
+    // One path prefix for the whole group: the data plane builds the forwarded
+    // path once per request, before round-robin picks a target.
+    const base = basePathOf(out.upstreams[0]!);
+    for (let j = 1; j < out.upstreams.length; j++) {
+      if (basePathOf(out.upstreams[j]!) !== base) {
+        throw invalidField(`${field}.upstreams[${j}]`, `expected the same path as upstreams[0] (${base || '/'})`);
+      }
+    }
   } else if (v.service !== undefined) {
     if (typeof v.service !== 'string' || !SERVICES.has(v.service)) throw invalidField(`${field}.service`, "expected 'collab' or 'oauth'");
     out.service = v.service as ServiceName;
@@ -192,4 +200,10 @@ export function validateEntry(raw: unknown, opts: { source: EntrySource; pathHos
     ...(lease === undefined ? {} : { lease_ttl_s: lease }),
     source: opts.source,
   });
+}
+
+/** An upstream URL's path without its trailing '/' ('' for none), as compile.ts's parseUpstream computes basePath. */
+function basePathOf(url: string): string {
+  const p = new URL(url).pathname;
+  return p.endsWith('/') ? p.slice(0, -1) : p;
 }
