@@ -89,10 +89,6 @@ for (const r of Object.keys(REASONS) as Reason[]) PREPARED.set(r, prepare(r));
 const RAW = new Map<Reason, Buffer>();
 for (const [r, p] of PREPARED) RAW.set(r, Buffer.concat([Buffer.from(p.rawHead + '\r\n', 'latin1'), p.json]));
 
-export function statusOfReason(reason: Reason): number {
-  return REASONS[reason][0];
-}
-
 /** "Names text/html explicitly" (DESIGN.md): `*\/*` alone is an API client. */
 const WANTS_HTML = /text\/html/i;
 

@@ -13,6 +13,7 @@ import type { Duplex } from 'node:stream';
 import type { Config } from '../config/types.js';
 import { ERRORS, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
+import { classifyHost } from '../hosts/hostname.js';
 import type { RouteTable } from '../routes/table.js';
 import type { CompiledHost, CompiledLocation } from '../routes/types.js';
 import type { CertListing } from '../tls/cert-store.js';
@@ -263,7 +264,7 @@ export function createObservability(o: ObservabilityOptions): Observability {
   return {
     observer,
     metrics,
-    activity: new LocalActivitySource(activity, hosts, (h) => table.get(h)?.info.orgId),
+    activity: new LocalActivitySource(activity, hosts, (h) => classifyHost(h, table.domain).orgId),
     activityRows: () => activity.rows(),
     applyConfig(cfg: Config): void {
       accessLog.enabled = cfg.log.access_log;

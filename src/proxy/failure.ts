@@ -59,14 +59,8 @@ export function classifyUpstreamError(err: unknown): ErrorCode {
 /** True for failures where the upstream never saw the request (safe to retry elsewhere). */
 export function isConnectFailure(err: unknown): boolean {
   const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
-  return (
-    code === 'ECONNREFUSED' ||
-    code === 'UND_ERR_CONNECT_TIMEOUT' ||
-    code === 'EHOSTUNREACH' ||
-    code === 'ENETUNREACH' ||
-    code === 'ENOTFOUND' ||
-    code === 'EAI_AGAIN'
-  );
+  // Derived from the one errno table, so the two cannot drift apart.
+  return code === 'UND_ERR_CONNECT_TIMEOUT' || (typeof code === 'string' && BY_ERRNO[code] === 'UPSTREAM_REFUSED');
 }
 
 interface Prepared {
@@ -166,20 +160,10 @@ export function sendError(req: IncomingMessage, res: ServerResponse, code: Error
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 
-/** The full raw HTTP/1.1 error response for `code` (JSON body, Connection: close). */
-export function rawErrorResponse(code: ErrorCode): Buffer {
-  return prepared(code).raw;
-}
-
 /** Refuses an upgrade on its raw socket: writes the error response and ends the socket. */
 export function sendRawError(socket: Duplex, code: ErrorCode): void {
   (socket as RequestMarks)[kErrorCode] = code;
   if (socket.destroyed) return;
   if (socket.writable) socket.end(prepared(code).raw);
   else socket.destroy();
-}
-
-/** HTTP status for a catalogue code. */
-export function statusOf(code: ErrorCode): number {
-  return ERRORS[code].status;
 }

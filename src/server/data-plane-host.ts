@@ -22,7 +22,7 @@ import { WebSocketProxy } from '../proxy/websocket.js';
 import { DataPlane } from './data-plane.js';
 import type { DataState } from './data-state.js';
 import { drainServers } from './drain.js';
-import { createHttpsServer, createRedirectServer, listen } from './listeners.js';
+import { createHttpsServer, createRedirectServer, listen, serverLimits } from './listeners.js';
 import { refreshDefaultContext } from '../tls/server-options.js';
 
 export interface DataPlaneHost {
@@ -75,10 +75,12 @@ export async function startDataPlane(cfg: Config, state: DataState, ticketKeys: 
       return draining;
     },
     applyLimits(next: Config): void {
+      // The same derivation as at start (headersTimeout capped by requestTimeout, as Node requires).
+      const l = serverLimits(next);
       for (const s of servers) {
-        s.headersTimeout = next.limits.header_timeout_ms;
-        s.requestTimeout = next.limits.request_timeout_ms;
-        s.keepAliveTimeout = next.limits.keepalive_timeout_ms;
+        s.headersTimeout = l.headersTimeout!;
+        s.requestTimeout = l.requestTimeout!;
+        s.keepAliveTimeout = l.keepAliveTimeout!;
         s.timeout = next.limits.idle_timeout_ms;
       }
     },

@@ -15,7 +15,7 @@ import type { CertStore } from '../tls/cert-store.js';
 import { tlsServerOptions } from '../tls/server-options.js';
 import type { DataPlane } from './data-plane.js';
 
-function serverLimits(cfg: Config): http.ServerOptions {
+export function serverLimits(cfg: Config): http.ServerOptions {
   const l = cfg.limits;
   // Node requires headersTimeout <= requestTimeout when the latter is set.
   const headersTimeout = l.request_timeout_ms > 0 ? Math.min(l.header_timeout_ms, l.request_timeout_ms) : l.header_timeout_ms;

@@ -32,11 +32,6 @@ export function pemCertificates(pem: string): string[] {
   return blocks === null ? [] : blocks.map((b) => b + '\n');
 }
 
-/** Leaf then chain, one newline-terminated block each. */
-export function joinPem(...parts: string[]): string {
-  return parts.flatMap(pemCertificates).join('');
-}
-
 /**
  * DNS names of a certificate's subjectAltName, lower-cased, in order, without
  * duplicates. Node renders the extension as `DNS:a, DNS:b, IP Address:…` and
