@@ -592,6 +592,9 @@ t.test('workers: 2: control plane + 2 workers, changes seen by both, a killed wo
   process.kill(victim, 'SIGKILL');
   for (let i = 0; i < 100 && (await alive(victim)); i++) await sleep(20);
   t.notOk(await alive(victim), `worker ${victim} is gone`);
+  // The control plane learns of the death from the worker's exit event, which
+  // can trail the process's disappearance: ask once it has logged it.
+  await r.p.waitFor((l) => typeof l.msg === 'string' && l.msg.includes('worker exited'), { timeoutMs: 5000, what: 'the worker-exit log line' }).catch(() => undefined);
   const gapHealth = await admin(r, 'GET', '/v1/health');
   t.not(gapHealth.status, 200, `health is not 200 while a worker is missing (${gapHealth.status})`);
   const gap = await burst([survivor], false);
