@@ -40,9 +40,16 @@ export async function startAppliance(cfg: Config, log: Logger, opts: ApplianceOp
     certificates: () => state.certs.list(),
     ...(opts.processMetrics === undefined ? {} : { processMetrics: opts.processMetrics }),
   });
-  const control = await startControl(cfg, certs, sink, log, { activity: observe.activity, metrics: observe.metrics });
-  const data = await startDataPlane(cfg, state, newTicketKeys(), log);
+  const control = await startControl(cfg, certs, sink, log, { activity: observe.activity, metrics: observe.metrics }, state.table);
+  let data: DataPlaneHost;
+  try {
+    data = await startDataPlane(cfg, state, newTicketKeys(), log);
+  } catch (err) {
+    await control.close();
+    throw err;
+  }
   data.plane.observer = observe.observer;
+  data.plane.services = control.services;
   sink.listening = true;
   return {
     addresses: { ...data.addresses, admin: control.adminAddress },

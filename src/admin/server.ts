@@ -17,6 +17,7 @@ import { Tenancy } from './tenancy.js';
 import { UpstreamPolicy } from './upstream-policy.js';
 import { mustClose } from './body.js';
 import type { ActivitySource, MetricsSource } from '../observe/types.js';
+import type { ServiceSet } from '../services/types.js';
 
 export interface AdminDeps {
   readonly config: Config;
@@ -28,6 +29,8 @@ export interface AdminDeps {
   readonly activity?: ActivitySource;
   /** GET /metrics; answered 503 while absent. */
   readonly metrics?: MetricsSource;
+  /** Services whose admin rows (oauth clients, collab rooms) join the router. */
+  readonly services?: ServiceSet;
 }
 
 /** Emitted on the server with the error when a handler fails unexpectedly (500), so main can log it. */
@@ -105,6 +108,7 @@ export function createAdminServer(deps: AdminDeps): Server {
     batchRoute({ store, policy, tenancy }),
     resolveRoute({ store, tenancy, config: deps.config }),
     ...observeRoutes({ tenancy, ...(deps.activity ? { activity: deps.activity } : {}), ...(deps.metrics ? { metrics: deps.metrics } : {}) }),
+    ...Object.values(deps.services ?? {}).flatMap((s) => s.adminRoutes?.(tenancy) ?? []),
   ]);
   const { verifier } = deps;
   const limits = deps.config.limits;

@@ -23,6 +23,7 @@ import type { Duplex } from 'node:stream';
 import type { Config } from '../config/types.js';
 import { normalizeHost } from '../hosts/hostname.js';
 import { kUser, type RequestMarks } from '../observe/types.js';
+import { clientAddress } from '../services/client-address.js';
 import { OWN_TOKEN, cookieValues, type OwnQuery } from '../proxy/headers.js';
 import type { RouteMatch } from '../routes/types.js';
 import type { FailLimiter } from './fail-limiter.js';
@@ -75,7 +76,7 @@ export class AccessGate {
     const policy = policyOf(m.host, m.location);
     if (policy.kind === 'public') return PUBLIC_GRANT;
     const now = this.#now();
-    const address = req.socket.remoteAddress ?? '';
+    const address = clientAddress(req);
     const ban = this.#banFor(address, now);
     if (ban > 0) {
       refuse(req, res, 'banned', ban);
@@ -106,7 +107,7 @@ export class AccessGate {
     const policy = policyOf(m.host, m.location);
     if (policy.kind === 'public') return PUBLIC_GRANT;
     const now = this.#now();
-    const address = req.socket.remoteAddress ?? '';
+    const address = clientAddress(req);
     const ban = this.#banFor(address, now);
     if (ban > 0) {
       refuseRaw(socket, 'banned', ban);

@@ -2,6 +2,7 @@
 // workers. Plain JSON-serializable objects (Node's default cluster
 // serialization); certificates travel as PEM, ticket keys as base64.
 
+import type { ServiceName } from '../routes/types.js';
 import type { Config } from '../config/types.js';
 import type { TableChange } from '../control/changes.js';
 import type { ActivityRow } from '../observe/activity.js';
@@ -11,7 +12,15 @@ import type { MetricsJson } from '../observe/metrics.js';
 export type StatsWant = 'metrics' | 'activity';
 
 export type ToWorker =
-  | { readonly t: 'init'; readonly config: Config; readonly ticketKeys: string; readonly change: TableChange; readonly version: number }
+  | {
+      readonly t: 'init';
+      readonly config: Config;
+      readonly ticketKeys: string;
+      readonly change: TableChange;
+      readonly version: number;
+      /** The services the control plane hosts and the socket that reaches them (src/services/service-socket.ts). */
+      readonly services: { readonly names: readonly ServiceName[]; readonly socketPath: string } | undefined;
+    }
   | { readonly t: 'change'; readonly change: TableChange; readonly version: number }
   | { readonly t: 'limits'; readonly config: Config }
   | { readonly t: 'drain' }

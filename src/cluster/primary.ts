@@ -10,6 +10,9 @@ import { openCertSource } from '../control/cert-source.js';
 import { startControl, type ControlHost } from '../control/control-host.js';
 import type { Logger } from '../log.js';
 import { newTicketKeys } from '../tls/server-options.js';
+import { MirrorSink } from '../control/mirror-sink.js';
+import type { ServiceName } from '../routes/types.js';
+import { listenServiceSocket, type ServiceSocket } from '../services/service-socket.js';
 import { ClusterSink } from './cluster-sink.js';
 import { isMessage, type ToPrimary } from './messages.js';
 import { createPrimaryObservability, type PrimaryObservability } from './stats.js';
@@ -40,8 +43,19 @@ export async function startPrimary(cfg: Config, log: Logger, workerArgs: readonl
     hosts: () => store?.list().map((s) => s.entry.host) ?? [],
     tableSize: () => store?.health().hosts ?? 0,
   });
-  const control: ControlHost = await startControl(cfg, certs, sink, log, observability);
+  // The services (collab, oauth) live here and route by a copy of the table.
+  const mirror = new MirrorSink(sink, cfg.domain);
+  const control: ControlHost = await startControl(cfg, certs, mirror, log, observability, mirror.table);
   store = control.control;
+  const serviceNames = Object.keys(control.services) as ServiceName[];
+  let socket: ServiceSocket | undefined;
+  try {
+    if (serviceNames.length > 0) socket = await listenServiceSocket(cfg, mirror.table, control.services);
+  } catch (err) {
+    await control.close();
+    throw err;
+  }
+  const services = socket === undefined ? undefined : { names: serviceNames, socketPath: socket.path };
   let config = cfg;
   let stopping = false;
   const addresses = { https: '', http: '', admin: control.adminAddress };
@@ -64,7 +78,7 @@ export async function startPrimary(cfg: Config, log: Logger, workerArgs: readonl
           // Counted from here: changes before this are in the snapshot, and
           // nothing waits on a worker that is still loading.
           sink.add(worker, version);
-          sink.send(worker, { t: 'init', config, ticketKeys, change, version });
+          sink.send(worker, { t: 'init', config, ticketKeys, change, version, services });
         });
       } else if (m.t === 'ack') sink.ack(worker, m.version);
       else if (m.t === 'stats') observability.collector.reply(m);
@@ -98,6 +112,7 @@ export async function startPrimary(cfg: Config, log: Logger, workerArgs: readonl
     await allReady;
   } catch (err) {
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
+    await socket?.close();
     await control.close();
     throw err;
   }
@@ -124,6 +139,7 @@ export async function startPrimary(cfg: Config, log: Logger, workerArgs: readonl
       }, cfg.limits.drain_timeout_ms + 5000);
       const codes = await Promise.all(exits);
       clearTimeout(backstop);
+      await socket?.close();
       await control.close();
       return codes.every((c) => c === 0);
     },

@@ -10,6 +10,7 @@ import { startDataPlane, type DataPlaneHost } from '../server/data-plane-host.js
 import { DataState } from '../server/data-state.js';
 import { workerCertLoader } from '../control/cert-source.js';
 import type { Observability } from '../observe/observer.js';
+import { remoteServices } from '../services/remote-service.js';
 import { isMessage, type ToPrimary, type ToWorker } from './messages.js';
 import { answerStats, createWorkerObservability } from './stats.js';
 
@@ -67,6 +68,9 @@ export function runWorker(earlySignals: readonly NodeJS.Signals[] = []): void {
     try {
       host = await startDataPlane(config, s, ticketKeys, log);
       host.plane.observer = obs.observer;
+      if (m.services !== undefined) {
+        host.plane.services = remoteServices(m.services.names, m.services.socketPath, host.forwarder, host.ws, config.proxy);
+      }
     } catch (err) {
       send({ t: 'failed', message: (err as Error).message });
       process.exit(1);

@@ -9,6 +9,12 @@ import type http from 'node:http';
 import { createAdminServer } from '../admin/server.js';
 import { loadJwtKeys } from '../auth/keys.js';
 import { TokenVerifier } from '../auth/jwt.js';
+import { AccessGate } from '../auth/access-gate.js';
+import { FailLimiter } from '../auth/fail-limiter.js';
+import { SessionCookies, loadSessionKey } from '../auth/session-cookie.js';
+import type { RouteTable } from '../routes/table.js';
+import { closeServices, openServices } from '../services/registry.js';
+import type { ServiceSet } from '../services/types.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
@@ -27,6 +33,8 @@ export interface ControlHost {
   readonly control: ControlPlane;
   readonly admin: http.Server;
   readonly adminAddress: string;
+  /** The services this process hosts (collab, oauth), reached by the data plane(s). */
+  readonly services: ServiceSet;
   /** Re-reads the config file, routes/ and certificates; rejects (changing nothing) when any is invalid. */
   reload(): Promise<Config>;
   close(): Promise<void>;
@@ -44,6 +52,8 @@ export async function startControl(
   sink: DataPlaneSink,
   log: Logger,
   observe: ControlObservability = {},
+  /** The compiled table the services route by: the data plane's in one process, MirrorSink's with workers. */
+  routes?: RouteTable,
 ): Promise<ControlHost> {
   const entries = await loadRoutesDir(cfg.routes_dir, cfg.domain);
   // API entries persist under data_dir/state (journal + snapshot); static ones come from routes/.
@@ -59,6 +69,18 @@ export async function startControl(
   }
 
   const verifier = new TokenVerifier(await loadJwtKeys(cfg), cfg.auth.jwt);
+  let services: ServiceSet = {};
+  if (routes !== undefined) {
+    const sessions = new SessionCookies(await loadSessionKey(cfg.data_dir), cfg.auth.session_ttl_s);
+    const gate = new AccessGate(cfg, verifier, sessions, new FailLimiter(cfg.auth.fail_limit));
+    try {
+      services = await openServices({ config: cfg, log, gate, lookupHost: (h) => routes.lookupHost(h)?.host });
+    } catch (err) {
+      control.stop();
+      await control.close();
+      throw err;
+    }
+  }
   const admin = createAdminServer({
     config: cfg,
     store: control,
@@ -66,6 +88,7 @@ export async function startControl(
     startedAt: Date.now(),
     ...(observe.activity ? { activity: observe.activity } : {}),
     ...(observe.metrics ? { metrics: observe.metrics } : {}),
+    services,
   });
   if (cfg.listen.admin.kind === 'unix') await rm(cfg.listen.admin.path, { force: true });
   const adminAddress = await listen(admin, cfg.listen.admin);
@@ -75,6 +98,7 @@ export async function startControl(
     control,
     admin,
     adminAddress,
+    services,
     async reload(): Promise<Config> {
       const next = await loadConfig(current.config_file);
       const fixed = RESTART_KEYS.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
@@ -94,6 +118,7 @@ export async function startControl(
       const closed = new Promise<void>((resolve) => admin.close(() => resolve()));
       admin.closeAllConnections();
       await closed;
+      await closeServices(services);
       await control.close();
     },
   };

@@ -28,6 +28,12 @@ export interface ForwardRequest {
   readonly trusted?: boolean;
   /** The Authorization header carried the user token edgeway accepted: it is edgeway's, not forwarded. */
   readonly dropAuthorization?: boolean;
+  /**
+   * Forward edgeway's own cookies and query parameters untouched: only for
+   * the control plane's service socket, whose services authenticate the
+   * request themselves (src/services/remote-service.ts).
+   */
+  readonly keepCredentials?: boolean;
 }
 
 export interface Forwarder {

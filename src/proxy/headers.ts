@@ -215,7 +215,8 @@ function filter(raw: readonly (string | Buffer)[], drop: ReadonlySet<string>, ou
  * upstream's links must name the public host.
  */
 export function upstreamHeaders(req: IncomingMessage, fr: ForwardRequest): string[] {
-  const out = filter(req.rawHeaders, REQUEST_DROP, [], fr.dropAuthorization === true ? Own.CookiesAndAuthorization : Own.Cookies);
+  const own = fr.keepCredentials === true ? Own.None : fr.dropAuthorization === true ? Own.CookiesAndAuthorization : Own.Cookies;
+  const out = filter(req.rawHeaders, REQUEST_DROP, [], own);
   out.push('x-forwarded-for', fr.clientIp, 'x-forwarded-proto', fr.proto, 'x-forwarded-host', fr.host);
   return out;
 }
@@ -239,7 +240,7 @@ export function upgradeHeadersInPlace(req: IncomingMessage, fr: ForwardRequest):
   const named = connectionTokens(req.rawHeaders);
   for (const name of REQUEST_DROP) delete h[name];
   if (named !== null) for (const name of named) delete h[name];
-  if (h.cookie !== undefined) {
+  if (h.cookie !== undefined && fr.keepCredentials !== true) {
     const cookie = withoutOwnCookies(h.cookie);
     if (cookie === '') delete h.cookie;
     else h.cookie = cookie;

@@ -254,6 +254,7 @@ export class UndiciForwarder implements Forwarder {
   private createPool(t: UpstreamTarget, lookup: LookupFunction | undefined): Pool {
     const base = buildConnector({
       timeout: this.cfg.connect_timeout_ms,
+      ...(t.socketPath !== undefined ? { socketPath: t.socketPath } : {}),
       // Every new connection to a named upstream resolves through the guard.
       ...(lookup !== undefined ? { lookup } : {}),
       rejectUnauthorized: this.tls.rejectUnauthorized ?? true,

@@ -215,7 +215,7 @@ export class WebSocketProxy {
     if (o !== undefined) return o;
     // Node's http client wants IPv6 literals without brackets.
     const hostname = t.hostname.startsWith('[') ? t.hostname.slice(1, -1) : t.hostname;
-    o = { target: { protocol: t.protocol, host: hostname, hostname, port: t.port, path: '' } };
+    o = { target: { protocol: t.protocol, host: hostname, hostname, port: t.port, path: '', ...(t.socketPath !== undefined ? { socketPath: t.socketPath } : {}) } };
     if (t.protocol === 'https:') {
       // SNI and verification name the upstream, not the client's Host (which
       // Node would otherwise use); IP literals get no SNI (RFC 6066 §3).

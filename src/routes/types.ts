@@ -58,6 +58,8 @@ export interface UpstreamTarget {
   readonly port: number;
   /** Path prefix from the upstream URL ('' when none), prepended to forwarded paths. */
   readonly basePath: string;
+  /** Connect here instead of hostname:port: the control plane's service socket (src/services/remote-service.ts); never from an entry. */
+  readonly socketPath?: string;
 }
 
 export type LocationKind = 'proxy' | 'service' | 'static';

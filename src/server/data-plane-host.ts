@@ -27,6 +27,7 @@ import { refreshDefaultContext } from '../tls/server-options.js';
 
 export interface DataPlaneHost {
   readonly plane: DataPlane;
+  readonly forwarder: UndiciForwarder;
   readonly ws: WebSocketProxy;
   readonly gate: AccessGate;
   readonly servers: readonly http.Server[];
@@ -59,6 +60,7 @@ export async function startDataPlane(cfg: Config, state: DataState, ticketKeys: 
   let draining: Promise<boolean> | undefined;
   return {
     plane,
+    forwarder,
     ws,
     gate,
     servers,

@@ -27,6 +27,7 @@ import type { RequestObserver } from '../observe/types.js';
 import { canonicalTarget } from '../routes/canonical-path.js';
 import { stripLocationPrefix } from '../routes/compile.js';
 import type { CompiledLocation, RouteMatch } from '../routes/types.js';
+import type { ServiceCall, ServiceSet } from '../services/types.js';
 import { StaticHandler } from '../static/serve.js';
 import type { DataState } from './data-state.js';
 
@@ -36,6 +37,8 @@ export class DataPlane {
   draining = false;
   /** Metrics, access log and activity (src/observe); set by whoever wires them. */
   observer: RequestObserver | undefined;
+  /** collab and oauth: the control plane's own objects in one process, remote-service.ts in a worker. */
+  services: ServiceSet = {};
   private readonly proxyCfg: Config['proxy'];
 
   constructor(
@@ -63,8 +66,10 @@ export class DataPlane {
     const loc = r.location;
     this.observer?.request(req, res, r.host, loc);
     if (loc.kind === 'service') {
-      // collab and oauth arrive with their own issues (6 and 7), with their own access rules.
-      return sendError(req, res, 'SERVICE_UNAVAILABLE');
+      // Services apply the location's access themselves (types.ts).
+      const svc = this.services[loc.service!];
+      if (svc === undefined) return sendError(req, res, 'SERVICE_UNAVAILABLE');
+      return svc.request(req, res, serviceCall(req, r));
     }
     const own = ownQuery(req.url as string);
     const grant = this.gate.request(req, res, r, own);
@@ -88,6 +93,12 @@ export class DataPlane {
     if (typeof r === 'string') {
       this.observer?.upgrade(req, socket, undefined, undefined);
       return sendRawError(socket, r);
+    }
+    if (r.location.kind === 'service' && !this.draining) {
+      const svc = this.services[r.location.service!];
+      this.observer?.upgrade(req, socket, r.host, svc === undefined ? undefined : r.location);
+      if (svc === undefined) return sendRawError(socket, 'SERVICE_UNAVAILABLE');
+      return svc.upgrade(req, socket, head, serviceCall(req, r));
     }
     if (r.location.kind !== 'proxy' || this.draining) {
       this.observer?.upgrade(req, socket, r.host, undefined);
@@ -150,4 +161,10 @@ export class DataPlane {
       trusted,
     };
   }
+}
+
+/** What a service is handed: the route, the target after the location's prefix, who asks. */
+export function serviceCall(req: IncomingMessage, m: RouteMatch, clientIp = req.socket.remoteAddress ?? ''): ServiceCall {
+  const url = req.url as string;
+  return { match: m, subpath: stripLocationPrefix(m.location, url), clientIp, host: req.headers.host as string };
 }
