@@ -4,6 +4,8 @@ import https from 'node:https';
 import net from 'node:net';
 import { generate } from 'selfsigned';
 import { UndiciForwarder } from '../src/proxy/undici-forwarder.js';
+import { LeanForwarder } from '../src/proxy/lean-forwarder.js';
+import type { Forwarder } from '../src/proxy/forwarder.js';
 import { UpstreamGroup } from '../src/proxy/upstream-group.js';
 import { classifyUpstreamError } from '../src/proxy/failure.js';
 import {
@@ -20,8 +22,12 @@ import {
   upstream,
 } from './helpers/upstreams.js';
 
-function forwarder(t: Test, cfg = CFG, tls = {}): UndiciForwarder {
-  const f = new UndiciForwarder(cfg, tls);
+// The product's forwarder is the lean one; proxy-http-undici.test.ts runs
+// this same file against the undici forwarder (still used for https upstreams).
+const KIND = process.env.EDGEWAY_TEST_FORWARDER ?? 'lean';
+
+function forwarder(t: Test, cfg = CFG, tls = {}): Forwarder {
+  const f = KIND === 'undici' ? new UndiciForwarder(cfg, tls) : new LeanForwarder(cfg, tls);
   t.teardown(() => f.close());
   return f;
 }

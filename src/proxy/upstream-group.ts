@@ -8,6 +8,8 @@ import type { UpstreamTarget } from '../routes/types.js';
 
 export class UpstreamGroup {
   readonly targets: readonly UpstreamTarget[];
+  /** No https target: the lean path (lean-forwarder.ts) can carry every request of this group. */
+  readonly plain: boolean;
   private readonly maxFails: number;
   private readonly ejectMs: number;
   /** Consecutive failures per target; reset by a success. */
@@ -19,6 +21,7 @@ export class UpstreamGroup {
   constructor(targets: readonly UpstreamTarget[], cfg: Pick<ProxyConfig, 'max_fails' | 'eject_ms'>) {
     if (targets.length === 0) throw new RangeError('an upstream group needs at least one target');
     this.targets = targets;
+    this.plain = targets.every((t) => t.protocol === 'http:');
     this.maxFails = Math.max(1, cfg.max_fails);
     this.ejectMs = Math.max(0, cfg.eject_ms);
     this.fails = new Int32Array(targets.length);

@@ -1,0 +1,332 @@
+// Keep-alive connections to one plain-HTTP upstream origin (or the control
+// plane's unix socket), for the lean forwarding path (lean-forwarder.ts).
+// Issue 4: the request path's CPU went to stream machinery and per-request
+// objects of the HTTP client, not to proxying; here a connection is a socket
+// plus one llhttp parser reused for every response it carries, and the
+// listeners are module functions that find their connection through a field,
+// so a request allocates nothing on this side.
+//
+// A connection carries one exchange at a time (no pipelining: issue 4 measured
+// it does not help, and it lets one slow response stall others). Idle
+// connections are reused last-in first-out (the warmest socket), closed after
+// the upstream's Keep-Alive hint minus a second (undici's threshold) or 4 s,
+// and dropped as soon as the upstream closes them.
+
+import { connect, type LookupFunction, type Socket } from 'node:net';
+import type { UpstreamTarget } from '../routes/types.js';
+import {
+  kOnBody,
+  kOnHeaders,
+  kOnHeadersComplete,
+  kOnMessageComplete,
+  newResponseParser,
+  type ResponseParser,
+} from './llhttp.js';
+
+/** What a connection reports to the exchange it carries (lean-forwarder.ts). */
+export interface ConnUser {
+  /** The socket is connected: send the request. */
+  connected(conn: UpstreamConn): void;
+  /** A response head (1xx excluded). Return true to skip the body (HEAD). */
+  head(status: number, reason: string, headers: string[], keepAliveMs: number): boolean;
+  body(chunk: Buffer): void;
+  complete(): void;
+  /** The connection failed or closed before `complete`. */
+  failed(err: Error | undefined, reused: boolean): void;
+  /** The socket can take more of the request body. */
+  drained(): void;
+}
+
+/** Default idle lifetime when the upstream gives no Keep-Alive hint (undici's keepAliveTimeout). */
+const IDLE_MS = 4_000;
+/** Subtracted from the upstream's hint, so we never send on a socket it is closing. */
+const IDLE_THRESHOLD_MS = 1_000;
+const IDLE_MAX_MS = 600_000;
+
+interface ParserWithConn extends ResponseParser {
+  conn: UpstreamConn;
+}
+
+export class UpstreamConn {
+  readonly socket: Socket;
+  readonly parser: ParserWithConn;
+  user: ConnUser | null = null;
+  /** At least one response completed on it: a failure before any byte may be a stale keep-alive. */
+  reused = false;
+  connecting = true;
+  connectDeadline: number;
+  /** Epoch ms after which an idle connection is closed. */
+  idleUntil = 0;
+  /** Head fields delivered early by kOnHeaders (heads spread over several reads). */
+  partial: string[] | null = null;
+  informational = false;
+  /** The current exchange's response ended inside execute(): release after execute returns. */
+  finished = false;
+  /** Set by head(): whether the upstream lets the connection live on. */
+  keepAlive = false;
+  keepAliveMs = IDLE_MS;
+  error: Error | undefined;
+  dead = false;
+
+  constructor(readonly pool: LeanPool, now: number) {
+    const t = pool.target;
+    this.connectDeadline = now + pool.connectTimeoutMs;
+    this.socket =
+      t.socketPath !== undefined
+        ? connect({ path: t.socketPath })
+        : connect({
+            host: t.hostname.startsWith('[') ? t.hostname.slice(1, -1) : t.hostname,
+            port: t.port,
+            noDelay: true,
+            ...(pool.lookup !== undefined ? { lookup: pool.lookup } : {}),
+          });
+    (this.socket as SocketWithConn)[kConn] = this;
+    this.socket.on('connect', onConnect);
+    this.socket.on('data', onData);
+    this.socket.on('end', onEnd);
+    this.socket.on('error', onError);
+    this.socket.on('close', onClose);
+    this.socket.on('drain', onDrain);
+    const p = newResponseParser() as ParserWithConn;
+    p.conn = this;
+    p[kOnHeaders] = onParserHeaders;
+    p[kOnHeadersComplete] = onHeadersComplete;
+    p[kOnBody] = onBody;
+    p[kOnMessageComplete] = onMessageComplete;
+    this.parser = p;
+  }
+
+  /** Closes the connection; the exchange it carries (if any) hears `failed`. */
+  destroy(err?: Error): void {
+    if (this.error === undefined && err !== undefined) this.error = err;
+    this.socket.destroy();
+  }
+
+  /** The socket is gone: report once, free the parser, tell the pool. */
+  closed(): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.parser.free();
+    const u = this.user;
+    this.user = null;
+    this.pool.closed(this);
+    if (u !== null) u.failed(this.error, this.reused);
+  }
+
+  /** After a response completed: back to the pool when both sides allow it. */
+  release(requestSent: boolean): void {
+    this.user = null;
+    this.reused = true;
+    if (this.keepAlive && requestSent && !this.dead) this.pool.release(this);
+    else this.socket.destroy();
+  }
+}
+
+const kConn = Symbol('edgeway.upstreamConn');
+type SocketWithConn = Socket & { [kConn]: UpstreamConn };
+
+function onConnect(this: SocketWithConn): void {
+  const c = this[kConn];
+  c.connecting = false;
+  c.user?.connected(c);
+}
+
+function onData(this: SocketWithConn, chunk: Buffer): void {
+  const c = this[kConn];
+  if (c.user === null) {
+    // Bytes nobody asked for (a response before a request): not HTTP we relay.
+    c.destroy();
+    return;
+  }
+  const r = c.parser.execute(chunk);
+  if (typeof r !== 'number') {
+    c.destroy(r);
+    return;
+  }
+  if (c.finished) {
+    c.finished = false;
+    const u = c.user as ConnUser | null;
+    if (u !== null) u.complete();
+  }
+}
+
+function onEnd(this: SocketWithConn): void {
+  const c = this[kConn];
+  // A body delimited by the connection's close (RFC 9112 §6.3 rule 8) ends here.
+  if (c.user !== null) {
+    const r = c.parser.finish();
+    if (r !== undefined) c.error ??= r;
+    if (c.finished) {
+      c.finished = false;
+      c.keepAlive = false;
+      c.user.complete();
+    }
+  }
+  this.destroy();
+}
+
+function onError(this: SocketWithConn, err: Error): void {
+  const c = this[kConn];
+  c.error ??= err;
+}
+
+function onClose(this: SocketWithConn): void {
+  this[kConn].closed();
+}
+
+function onDrain(this: SocketWithConn): void {
+  this[kConn].user?.drained();
+}
+
+function onParserHeaders(this: ParserWithConn, fields: string[]): void {
+  const c = this.conn;
+  if (c.partial === null) c.partial = fields.slice();
+  else for (const f of fields) c.partial.push(f);
+}
+
+function onHeadersComplete(
+  this: ParserWithConn,
+  _major: number,
+  _minor: number,
+  fields: string[] | undefined,
+  _method: unknown,
+  _url: unknown,
+  status: number,
+  reason: string,
+  _upgrade: boolean,
+  keepAlive: boolean,
+): number {
+  const c = this.conn;
+  let headers = fields;
+  if (c.partial !== null) {
+    if (headers !== undefined) for (const f of headers) c.partial.push(f);
+    headers = c.partial;
+    c.partial = null;
+  }
+  const u = c.user;
+  if (u === null) return 0;
+  if (status < 200) {
+    // 100 and 103 carry no body; the final response follows (RFC 9110 §15.2).
+    // A 101 was never asked for: upgrades take the websocket path.
+    if (status === 101) c.destroy(Object.assign(new Error('unexpected 101'), { code: 'HPE_UNEXPECTED_101' }));
+    c.informational = true;
+    return 0;
+  }
+  c.keepAlive = keepAlive;
+  c.keepAliveMs = keepAliveHint(headers ?? []);
+  return u.head(status, reason, headers ?? [], c.keepAliveMs) ? 1 : 0;
+}
+
+function onBody(this: ParserWithConn, chunk: Buffer): void {
+  this.conn.user?.body(chunk);
+}
+
+function onMessageComplete(this: ParserWithConn): void {
+  const c = this.conn;
+  if (c.informational) {
+    c.informational = false;
+    return;
+  }
+  c.finished = true;
+}
+
+/** `Keep-Alive: timeout=N` (RFC 2068 §19.7.1.1, still sent by Node and others) → idle ms we may use. */
+function keepAliveHint(headers: readonly string[]): number {
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i] as string;
+    if (name.length !== 10 || name.toLowerCase() !== 'keep-alive') continue;
+    const m = /timeout=(\d+)/i.exec(headers[i + 1] as string);
+    if (m === null) break;
+    return Math.min(IDLE_MAX_MS, Math.max(0, Number(m[1]) * 1000 - IDLE_THRESHOLD_MS));
+  }
+  return IDLE_MS;
+}
+
+/** Someone waiting for a connection (an exchange). */
+export interface Waiter {
+  /** False once it no longer wants one (answered, timed out, client gone). */
+  readonly waiting: boolean;
+  attach(conn: UpstreamConn): void;
+}
+
+export class LeanPool {
+  private readonly idle: UpstreamConn[] = [];
+  private readonly queue: Waiter[] = [];
+  private queueHead = 0;
+  private total = 0;
+  closing = false;
+
+  constructor(
+    readonly target: UpstreamTarget,
+    private readonly max: number,
+    readonly connectTimeoutMs: number,
+    readonly lookup: LookupFunction | undefined,
+    private readonly clock: { now: number },
+  ) {}
+
+  get size(): number {
+    return this.total;
+  }
+
+  /** Hands `w` an idle connection, a new one, or queues it until one is free. */
+  acquire(w: Waiter): void {
+    const c = this.idle.pop();
+    if (c !== undefined) return w.attach(c);
+    if (this.total < this.max) {
+      this.total++;
+      return w.attach(new UpstreamConn(this, this.clock.now));
+    }
+    this.queue.push(w);
+  }
+
+  /** A connection that must be new (a retry after a stale keep-alive). */
+  fresh(w: Waiter): void {
+    this.total++;
+    w.attach(new UpstreamConn(this, this.clock.now));
+  }
+
+  release(c: UpstreamConn): void {
+    const w = this.nextWaiter();
+    if (w !== undefined) return w.attach(c);
+    if (this.closing) return void c.socket.destroy();
+    c.idleUntil = this.clock.now + c.keepAliveMs;
+    this.idle.push(c);
+  }
+
+  closed(c: UpstreamConn): void {
+    this.total--;
+    const i = this.idle.indexOf(c);
+    if (i >= 0) this.idle.splice(i, 1);
+    // A slot opened: the next waiter gets a new connection.
+    const w = this.closing ? undefined : this.nextWaiter();
+    if (w !== undefined) {
+      this.total++;
+      w.attach(new UpstreamConn(this, this.clock.now));
+    }
+  }
+
+  /** Closes idle connections past their lifetime (oldest are at the bottom of the stack). */
+  sweepIdle(now: number): void {
+    let n = 0;
+    while (n < this.idle.length && (this.idle[n] as UpstreamConn).idleUntil <= now) n++;
+    if (n === 0) return;
+    for (const c of this.idle.splice(0, n)) c.socket.destroy();
+  }
+
+  closeIdle(): void {
+    this.closing = true;
+    for (const c of this.idle.splice(0)) c.socket.destroy();
+  }
+
+  private nextWaiter(): Waiter | undefined {
+    while (this.queueHead < this.queue.length) {
+      const w = this.queue[this.queueHead++] as Waiter;
+      if (this.queueHead === this.queue.length) {
+        this.queue.length = 0;
+        this.queueHead = 0;
+      }
+      if (w.waiting) return w;
+    }
+    return undefined;
+  }
+}
