@@ -222,6 +222,27 @@ export function upstreamHeaders(req: IncomingMessage, fr: ForwardRequest): strin
 }
 
 /**
+ * Request framing the lean path refuses before anything goes upstream (undici
+ * refuses the same shapes itself). node:http emits 'request' before llhttp has
+ * judged the body, so these would otherwise reach the upstream's socket:
+ * - Transfer-Encoding other than exactly `chunked` (RFC 9112 §6.1: a request
+ *   whose final coding is not chunked gets 400; we accept no other codings, as
+ *   nginx does; two TE fields arrive joined, `chunked, identity`);
+ * - more than one Host field (RFC 9112 §3.2: 400).
+ */
+export function badFraming(req: IncomingMessage): boolean {
+  const te = req.headers['transfer-encoding'];
+  if (te !== undefined && te !== 'chunked' && te.toLowerCase() !== 'chunked') return true;
+  const raw = req.rawHeaders;
+  let hosts = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i] as string;
+    if (n.length === 4 && n.toLowerCase() === 'host' && ++hosts > 1) return true;
+  }
+  return false;
+}
+
+/**
  * The upstream response's headers for the client, as a flat string array
  * (undici hands raw names and values as latin1 Buffers). Set-Cookie and every
  * other repeated field stay separate entries.

@@ -11,12 +11,12 @@
 // handling in one tested place.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { LookupFunction } from 'node:net';
+import type { LookupFunction, Socket } from 'node:net';
 import type { ProxyConfig } from '../config/types.js';
 import type { UpstreamTarget } from '../routes/types.js';
 import type { Forwarder, ForwardRequest, UpstreamTlsOptions } from './forwarder.js';
 import { classifyUpstreamError, isConnectFailure, sendError } from './failure.js';
-import { responseHeaders, upstreamHeaders } from './headers.js';
+import { badFraming, responseHeaders, upstreamHeaders } from './headers.js';
 import { LeanPool, type ConnUser, type UpstreamConn, type Waiter } from './lean-pool.js';
 import { UndiciForwarder } from './undici-forwarder.js';
 
@@ -54,6 +54,8 @@ class Exchange implements ConnUser, Waiter {
   private readonly hasBody: boolean;
   private readonly chunked: boolean;
   private sent = false;
+  /** The request head went out (bodies: with the first body bytes). */
+  private headSent = false;
   private responded = false;
   private retried = false;
   private done = false;
@@ -99,7 +101,9 @@ class Exchange implements ConnUser, Waiter {
       conn.socket.write(this.requestHead, 'latin1');
       return;
     }
-    conn.socket.write(this.requestHead, 'latin1');
+    // The head waits for the first body bytes (and goes out with them): node:http
+    // emits 'request' before llhttp has judged the body, so a body that is
+    // malformed from its first byte (a bad chunk size) never reaches the upstream.
     const req = this.req;
     req[kEx] = this;
     req.on('data', onReqData);
@@ -110,9 +114,22 @@ class Exchange implements ConnUser, Waiter {
   reqData(chunk: Buffer): void {
     const s = this.conn?.socket;
     if (s === undefined || this.done) return;
-    const ok = this.chunked
-      ? (s.write(chunk.length.toString(16) + '\r\n', 'latin1'), s.write(chunk), s.write('\r\n', 'latin1'))
-      : s.write(chunk);
+    let ok: boolean;
+    if (this.chunked) {
+      s.cork();
+      if (!this.headSent) this.writeHead(s);
+      s.write(chunk.length.toString(16) + '\r\n', 'latin1');
+      s.write(chunk);
+      ok = s.write('\r\n', 'latin1');
+      s.uncork();
+    } else {
+      if (!this.headSent) {
+        s.cork();
+        this.writeHead(s);
+        ok = s.write(chunk);
+        s.uncork();
+      } else ok = s.write(chunk);
+    }
     if (!ok && !this.bodyPaused) {
       this.bodyPaused = true;
       this.req.pause();
@@ -120,9 +137,17 @@ class Exchange implements ConnUser, Waiter {
   }
 
   reqEnd(): void {
-    if (this.sent) return;
+    if (this.sent || this.done) return;
     this.sent = true;
-    if (this.chunked && this.conn !== null) this.conn.socket.write('0\r\n\r\n', 'latin1');
+    const s = this.conn?.socket;
+    if (s === undefined) return;
+    if (!this.headSent) this.writeHead(s);
+    if (this.chunked) s.write('0\r\n\r\n', 'latin1');
+  }
+
+  private writeHead(s: Socket): void {
+    this.headSent = true;
+    s.write(this.requestHead, 'latin1');
   }
 
   drained(): void {
@@ -208,6 +233,7 @@ class Exchange implements ConnUser, Waiter {
     this.retried = true;
     this.target = target;
     this.sent = false;
+    this.headSent = false;
     const pool = this.fwd.poolFor(target, this.fr.trusted === true);
     this.waiting = true;
     if (fresh) pool.fresh(this);
@@ -291,6 +317,7 @@ export class LeanForwarder implements Forwarder {
   forward(req: IncomingMessage, res: ServerResponse, fr: ForwardRequest): void {
     if (!fr.group.plain) return this.tlsPath.forward(req, res, fr);
     if (this.closed) return sendError(req, res, 'SHUTTING_DOWN');
+    if (badFraming(req)) return sendError(req, res, 'BAD_REQUEST');
     this.clock.now = Date.now();
     new Exchange(this, req, res, fr).start();
   }

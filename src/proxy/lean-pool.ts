@@ -106,7 +106,9 @@ export class UpstreamConn {
   closed(): void {
     if (this.dead) return;
     this.dead = true;
-    this.parser.free();
+    // close() deletes the native parser, which otherwise holds its JS object
+    // (and through it this connection) alive: Node's own http client does the same.
+    this.parser.close();
     const u = this.user;
     this.user = null;
     this.pool.closed(this);
@@ -319,10 +321,16 @@ export class LeanPool {
   }
 
   private nextWaiter(): Waiter | undefined {
-    while (this.queueHead < this.queue.length) {
-      const w = this.queue[this.queueHead++] as Waiter;
-      if (this.queueHead === this.queue.length) {
-        this.queue.length = 0;
+    const q = this.queue;
+    while (this.queueHead < q.length) {
+      const w = q[this.queueHead++] as Waiter;
+      if (this.queueHead === q.length) {
+        q.length = 0;
+        this.queueHead = 0;
+      } else if (this.queueHead >= 1024 && this.queueHead * 2 >= q.length) {
+        // Under constant load the queue never empties: drop the consumed front
+        // so answered exchanges are not kept alive by it.
+        q.splice(0, this.queueHead);
         this.queueHead = 0;
       }
       if (w.waiting) return w;
