@@ -341,6 +341,8 @@ export interface EdgewayOptions {
   /** `self-signed` (leaves minted per host) or `files` with the bench's wildcard certificate. */
   readonly tlsMode: 'self-signed' | 'files';
   readonly cert?: { cert: string; key: string };
+  /** `proxy.forwarder` (default: the product default, lean); undici is the "before" of bench/NOTES.md. */
+  readonly forwarder?: 'lean' | 'undici';
 }
 
 export const JWT_SECRET = 'edgeway-bench-secret-0123456789abcdef';
@@ -370,7 +372,7 @@ ${tls}
 auth: { jwt: { secret: ${JWT_SECRET} } }
 admin: { allowed_upstreams: [127.0.0.0/8] }
 log: { level: warn, access_log: false }
-`,
+${o.forwarder === undefined ? '' : `proxy: { forwarder: ${o.forwarder} }\n`}`,
   );
   if (!existsSync(MAIN_JS)) throw new Error(`${MAIN_JS} is missing: run npm run build first`);
   const child = launch(process.execPath, [MAIN_JS, '--config', configFile], { cwd: dir, log: join(dir, 'edgeway.log') });

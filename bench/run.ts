@@ -7,6 +7,7 @@
 //   BENCH_SCENARIOS comma list of a64,a256,b,c,d,g (default all)
 //   BENCH_SCALE_HOSTS hosts registered for the large table of (g) (default 100000)
 //   BENCH_WORKERS2  0 to leave out the `workers: 2` edgeway target (default 1)
+//   BENCH_UNDICI    1 to add `edgeway-w1-undici` (proxy.forwarder: undici), the "before" of bench/NOTES.md
 
 import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -156,6 +157,12 @@ try {
   started.push(e1);
   main.push(e1);
   cookies.set(e1.name, await prepareEdgeway(e1, upstreamUrl, 0));
+  if (process.env['BENCH_UNDICI'] === '1') {
+    const eu = await startEdgeway(join(dir, 'edgeway-w1-undici'), { name: 'edgeway-w1-undici', workers: 1, tlsMode: 'self-signed', forwarder: 'undici' });
+    started.push(eu);
+    main.push(eu);
+    cookies.set(eu.name, await prepareEdgeway(eu, upstreamUrl, 0));
+  }
   if (WORKERS2) {
     const e2 = await startEdgeway(join(dir, 'edgeway-w2'), { name: 'edgeway-w2', workers: 2, tlsMode: 'self-signed' });
     started.push(e2);
@@ -279,6 +286,8 @@ for (const s of scenarios) {
   for (const e of names.filter((n) => n.startsWith('edgeway'))) {
     for (const p of names.filter((n) => !n.startsWith('edgeway'))) pairs.push({ scenario: s.id, target: e, versus: p });
   }
+  // The lean path against its "before" (bench/NOTES.md), same run, same rounds.
+  if (names.includes('edgeway-w1-undici') && names.includes('edgeway-w1')) pairs.push({ scenario: s.id, target: 'edgeway-w1', versus: 'edgeway-w1-undici' });
 }
 const rs = ratios(samples, pairs);
 console.log(`\n${table(summaries, rs)}\n`);

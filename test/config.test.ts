@@ -71,7 +71,7 @@ function defaults(dir: string, domain: string, port: number) {
       max_header_bytes: 16384,
       drain_timeout_ms: 10000,
     },
-    proxy: { timeout_ms: 60000, connect_timeout_ms: 5000, pool_connections: 128, max_fails: 3, eject_ms: 10000 },
+    proxy: { timeout_ms: 60000, connect_timeout_ms: 5000, pool_connections: 128, max_fails: 3, eject_ms: 10000, forwarder: 'lean' },
     log: { level: 'info', access_log: true },
   };
 }

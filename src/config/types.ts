@@ -69,6 +69,8 @@ export interface ProxyConfig {
   readonly max_fails: number;
   /** How long an ejected upstream stays out of rotation. */
   readonly eject_ms: number;
+  /** HTTP forwarding path for plain-HTTP upstreams (issue 4): `lean` (lean-forwarder.ts) or `undici`. */
+  readonly forwarder: 'lean' | 'undici';
 }
 
 export interface Config {

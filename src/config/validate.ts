@@ -102,6 +102,7 @@ export function validateConfig(raw: unknown, configFile: string): Config {
     pool_connections: prx.int('pool_connections', 128, 1, 65_536),
     max_fails: prx.int('max_fails', 3, 1, 1000),
     eject_ms: prx.int('eject_ms', 10_000, 1, 3_600_000),
+    forwarder: prx.oneOf('forwarder', ['lean', 'undici'] as const, 'lean'),
   };
   prx.done();
 

@@ -15,7 +15,9 @@ import { loadJwtKeys } from '../auth/keys.js';
 import { SessionCookies, loadSessionKey } from '../auth/session-cookie.js';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
+import type { Forwarder } from '../proxy/forwarder.js';
 import { LeanForwarder } from '../proxy/lean-forwarder.js';
+import { UndiciForwarder } from '../proxy/undici-forwarder.js';
 import { AddressPolicy } from '../proxy/address-policy.js';
 import { guardedLookup } from '../proxy/guarded-lookup.js';
 import { WebSocketProxy } from '../proxy/websocket.js';
@@ -27,7 +29,7 @@ import { refreshDefaultContext } from '../tls/server-options.js';
 
 export interface DataPlaneHost {
   readonly plane: DataPlane;
-  readonly forwarder: LeanForwarder;
+  readonly forwarder: Forwarder;
   readonly ws: WebSocketProxy;
   readonly gate: AccessGate;
   readonly servers: readonly http.Server[];
@@ -46,7 +48,7 @@ export async function startDataPlane(cfg: Config, state: DataState, ticketKeys: 
   // Upstream names of API entries are resolved through the SSRF guard at every connect.
   // One connect-time SSRF guard for HTTP and websockets alike (issue 3 point 3).
   const lookup = guardedLookup(new AddressPolicy(cfg.admin.allowed_upstreams));
-  const forwarder = new LeanForwarder(cfg.proxy, {}, lookup);
+  const forwarder: Forwarder = cfg.proxy.forwarder === 'undici' ? new UndiciForwarder(cfg.proxy, {}, lookup) : new LeanForwarder(cfg.proxy, {}, lookup);
   const ws = new WebSocketProxy(cfg.proxy, {}, lookup);
   const plane = new DataPlane(state, forwarder, ws, cfg, gate);
   const httpsServer = createHttpsServer(cfg, plane, state.certs, ticketKeys);
