@@ -237,6 +237,10 @@ export class WebSocketProxy {
   /** @internal the upstream accepted: http-proxy writes the 101 and pipes right after this. */
   upgraded(c: WsConn, socket: Duplex): void {
     c.upgraded = true;
+    // The handshake's request object is done with: an idle websocket should
+    // cost its two sockets, not the HTTP exchange that opened it (issue 4 (e)).
+    if (c.proxyReq !== null) (c.proxyReq as Tagged<ClientRequest>)[kConn] = undefined;
+    c.proxyReq = null;
     c.upstream = socket as Tagged<Duplex>;
     c.upstream[kConn] = c;
     socket.on('close', onUpstreamClose);
