@@ -343,6 +343,8 @@ export interface EdgewayOptions {
   readonly cert?: { cert: string; key: string };
   /** `proxy.forwarder` (default: the product default, lean); undici is the "before" of bench/NOTES.md. */
   readonly forwarder?: 'lean' | 'undici';
+  /** Extra node flags, e.g. `--cpu-prof` (bench/profile.ts). */
+  readonly nodeArgs?: readonly string[];
 }
 
 export const JWT_SECRET = 'edgeway-bench-secret-0123456789abcdef';
@@ -375,7 +377,7 @@ log: { level: warn, access_log: false }
 ${o.forwarder === undefined ? '' : `proxy: { forwarder: ${o.forwarder} }\n`}`,
   );
   if (!existsSync(MAIN_JS)) throw new Error(`${MAIN_JS} is missing: run npm run build first`);
-  const child = launch(process.execPath, [MAIN_JS, '--config', configFile], { cwd: dir, log: join(dir, 'edgeway.log') });
+  const child = launch(process.execPath, [...(o.nodeArgs ?? []), MAIN_JS, '--config', configFile], { cwd: dir, log: join(dir, 'edgeway.log') });
   const adminUrl = `http://127.0.0.1:${a}`;
   const exited = new Promise<never>((_, reject) =>
     child.once('exit', (code, sig) => reject(new Error(`edgeway exited (${code ?? sig}) at start: ${outputOf(child).slice(0, 2000)}`))),
