@@ -15,7 +15,7 @@
 // `missingPeers()` and skipped by run.ts.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile, readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
@@ -34,6 +34,16 @@ export interface Target {
   /** Plain-HTTP listener, when the target has one. */
   readonly httpPort?: number;
   stop(): Promise<void>;
+  /** nginx two-stage: rewrite stage 2's config with a server block per host added (proxying to the upstream) and signal its master to reload (HUP). */
+  reloadWith?(hosts: readonly string[]): void;
+}
+
+/** What an nginx or Caddy target is started with beyond the 1 KiB upstream. */
+export interface PeerOptions {
+  /** Port of the node upstream: /ws and /stream locations go there. */
+  readonly nodePort?: number;
+  /** nginx worker_connections (default 8192; (e) needs two per websocket). */
+  readonly connections?: number;
 }
 
 /** Absolute path of an executable on PATH (plus the sbin dirs, where Debian puts nginx), or undefined. */
@@ -86,6 +96,10 @@ export async function waitForPort(port: number, timeoutMs = 15_000): Promise<voi
 }
 
 const children = new Set<ChildProcess>();
+// If the harness dies on an error, its children (by their own pids) go too: nginx and edgeway stop on SIGTERM.
+process.once('exit', () => {
+  for (const c of children) c.kill('SIGTERM');
+});
 
 function launch(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; log: string }): ChildProcess {
   const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -152,14 +166,14 @@ export async function makeCert(dir: string, org: string): Promise<{ cert: string
 
 // ---------------------------------------------------------------- nginx
 
-function nginxMain(dir: string, workers: string, http: string): string {
+function nginxMain(dir: string, workers: string, http: string, connections = 8192): string {
   const tmp = join(dir, 'tmp');
   return `daemon off;
 master_process on;
 worker_processes ${workers};
-pid ${join(dir, 'nginx.pid')};
+${connections > 8192 ? `worker_rlimit_nofile ${connections};\n` : ''}pid ${join(dir, 'nginx.pid')};
 error_log ${join(dir, 'error.log')} warn;
-events { worker_connections 8192; }
+events { worker_connections ${connections}; }
 http {
   access_log off;
   default_type text/plain;
@@ -181,6 +195,30 @@ const PROXY = `proxy_http_version 1.1;
       proxy_set_header X-Forwarded-For $remote_addr;
       proxy_set_header X-Forwarded-Proto $scheme;`;
 
+/** /ws (websocket, Upgrade passed on) and /stream (bodies streamed both ways, no size limit, no temp files) to `pass`. */
+function nodeLocations(pass: string): string {
+  const long = 'proxy_read_timeout 1h;\n      proxy_send_timeout 1h;';
+  return `
+    location /ws {
+      proxy_pass ${pass};
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_set_header Host $host;
+      ${long}
+    }
+    location /stream {
+      proxy_pass ${pass};
+      ${PROXY}
+      client_max_body_size 0;
+      proxy_request_buffering off;
+      proxy_max_temp_file_size 0;
+      ${long}
+    }`;
+}
+
+const nodePool = (o: PeerOptions): string => (o.nodePort ? `  upstream node { server 127.0.0.1:${o.nodePort}; keepalive 32; }\n` : '');
+
 function tlsLines(cert: string, key: string): string {
   return `ssl_certificate ${cert};
     ssl_certificate_key ${key};
@@ -188,10 +226,10 @@ function tlsLines(cert: string, key: string): string {
     ssl_session_cache shared:SSL:10m;`;
 }
 
-async function startNginx(name: string, dir: string, workers: string, httpBlock: string, port: number): Promise<ChildProcess> {
+async function startNginx(name: string, dir: string, workers: string, httpBlock: string, port: number, connections?: number): Promise<ChildProcess> {
   await mkdir(join(dir, 'tmp'), { recursive: true });
   const conf = join(dir, 'nginx.conf');
-  await writeFile(conf, nginxMain(dir, workers, httpBlock));
+  await writeFile(conf, nginxMain(dir, workers, httpBlock, connections));
   const child = launch(which('nginx')!, ['-p', dir + '/', '-e', join(dir, 'error.log'), '-c', conf], { log: join(dir, 'stdout.log') });
   try {
     await started(child, port, name);
@@ -248,17 +286,28 @@ export async function startUpstream(dir: string): Promise<Upstream> {
   };
 }
 
-export async function startNginxTwoStage(dir: string, upstreamPort: number, tls: { cert: string; key: string }): Promise<Target> {
+/** The node upstream of the websocket and streaming scenarios (bench/node-upstream.ts), its own process. */
+export async function startNodeUpstream(dir: string): Promise<Upstream> {
+  await mkdir(dir, { recursive: true });
+  const port = await freePort();
+  const child = launch(process.execPath, [fileURLToPath(new URL('node-upstream.js', import.meta.url)), String(port)], { log: join(dir, 'node-upstream.log') });
+  await started(child, port, 'node upstream');
+  return { port, kind: 'node (ws echo, streams)', stop: () => stopChild(child) };
+}
+
+export async function startNginxTwoStage(dir: string, upstreamPort: number, tls: { cert: string; key: string }, o: PeerOptions = {}): Promise<Target> {
   const p1 = await freePort();
   const p2 = await freePort();
-  const stage2 = await startNginx('nginx stage 2', join(dir, 'stage2'), 'auto', `  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 128; keepalive_requests 1000000; }
-  server {
+  const http2 = `  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 128; keepalive_requests 1000000; }
+${nodePool(o)}  server {
     listen 127.0.0.1:${p2} backlog=4096;
     location / {
       proxy_pass http://app;
       ${PROXY}
-    }
-  }`, p2);
+    }${o.nodePort ? nodeLocations('http://node') : ''}
+  }`;
+  const dir2 = join(dir, 'stage2');
+  const stage2 = await startNginx('nginx stage 2', dir2, 'auto', http2, p2, o.connections);
   const stage1 = await startNginx('nginx stage 1', join(dir, 'stage1'), 'auto', `  upstream stage2 { server 127.0.0.1:${p2}; keepalive 128; keepalive_requests 1000000; }
   server {
     listen 127.0.0.1:${p1} ssl backlog=4096;
@@ -266,34 +315,41 @@ export async function startNginxTwoStage(dir: string, upstreamPort: number, tls:
     location / {
       proxy_pass http://stage2;
       ${PROXY}
-    }
-  }`, p1);
-  return target('nginx-2stage', [stage1, stage2], p1);
+    }${o.nodePort ? nodeLocations('http://stage2') : ''}
+  }`, p1, o.connections);
+  return {
+    ...target('nginx-2stage', [stage1, stage2], p1),
+    reloadWith: (hosts: readonly string[]) => {
+      const servers = hosts.map((h) => `  server { listen 127.0.0.1:${p2}; server_name ${h}; location / { proxy_pass http://app; ${PROXY} } }`);
+      writeFileSync(join(dir2, 'nginx.conf'), nginxMain(dir2, 'auto', `${http2}\n${servers.join('\n')}`, o.connections));
+      process.kill(stage2.pid!, 'SIGHUP');
+    },
+  };
 }
 
-export async function startNginxSingle(dir: string, upstreamPort: number, tls: { cert: string; key: string }): Promise<Target> {
+export async function startNginxSingle(dir: string, upstreamPort: number, tls: { cert: string; key: string }, o: PeerOptions = {}): Promise<Target> {
   const p = await freePort();
   const h = await freePort();
   const child = await startNginx('nginx single-stage', dir, 'auto', `  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 128; keepalive_requests 1000000; }
-  server {
+${nodePool(o)}  server {
     listen 127.0.0.1:${p} ssl backlog=4096;
     ${tlsLines(tls.cert, tls.key)}
     location / {
       proxy_pass http://app;
       ${PROXY}
-    }
+    }${o.nodePort ? nodeLocations('http://node') : ''}
   }
   server {
     listen 127.0.0.1:${h} backlog=4096;
     location / { return 308 https://$host$request_uri; }
-  }`, p);
+  }`, p, o.connections);
   await waitForPort(h);
   return target('nginx-1stage', [child], p, h);
 }
 
 // ---------------------------------------------------------------- caddy
 
-export async function startCaddy(dir: string, upstreamPort: number, tls: { cert: string; key: string }): Promise<Target> {
+export async function startCaddy(dir: string, upstreamPort: number, tls: { cert: string; key: string }, o: PeerOptions = {}): Promise<Target> {
   await mkdir(dir, { recursive: true });
   const p = await freePort();
   const h = await freePort();
@@ -313,7 +369,7 @@ export async function startCaddy(dir: string, upstreamPort: number, tls: { cert:
 	}
 }
 https://:${p} {
-	tls ${tls.cert} ${tls.key}
+	tls ${tls.cert} ${tls.key}${o.nodePort ? `\n\treverse_proxy /ws* 127.0.0.1:${o.nodePort}\n\treverse_proxy /stream* 127.0.0.1:${o.nodePort}` : ''}
 	reverse_proxy 127.0.0.1:${upstreamPort}
 }
 http://:${h} {

@@ -30,6 +30,34 @@ export interface Summary {
   readonly non_2xx_3xx: number;
 }
 
+/**
+ * One figure from a scenario that is not a wrk run ((e), (f), (h), (i)): e.g.
+ * KB per idle websocket, failed requests, MiB/s. One per round.
+ */
+export interface Metric {
+  readonly scenario: string;
+  readonly target: string;
+  readonly round: number;
+  /** Short name, e.g. `KB/ws`, `failed`, `up MiB/s`. */
+  readonly name: string;
+  readonly value: number;
+  /** Which way is better, for the ratio's reading and the chart. */
+  readonly better: 'lower' | 'higher';
+  /** false: no edgeway/peer ratio (counts such as failed requests, where 0 is the goal). */
+  readonly ratio?: false;
+  /** Whatever else the run saw (counts, RSS before and after, …). */
+  readonly detail?: Record<string, number | string>;
+}
+
+export interface MetricSummary {
+  readonly scenario: string;
+  readonly target: string;
+  readonly name: string;
+  readonly better: 'lower' | 'higher';
+  readonly rounds: number;
+  readonly value: Spread;
+}
+
 export interface Spread {
   readonly median: number;
   readonly min: number;
@@ -98,6 +126,61 @@ export function ratios(samples: readonly Sample[], pairs: readonly { scenario: s
   return out;
 }
 
+const key = (m: { scenario: string; target: string; name: string }): string => `${m.scenario}\u0000${m.target}\u0000${m.name}`;
+
+export function summarizeMetrics(ms: readonly Metric[]): MetricSummary[] {
+  const groups = new Map<string, Metric[]>();
+  for (const m of ms) groups.set(key(m), [...(groups.get(key(m)) ?? []), m]);
+  return [...groups.values()].map((g) => ({
+    scenario: g[0]!.scenario,
+    target: g[0]!.target,
+    name: g[0]!.name,
+    better: g[0]!.better,
+    rounds: g.length,
+    value: spread(g.map((m) => m.value)),
+  }));
+}
+
+export interface MetricRatio {
+  readonly scenario: string;
+  readonly name: string;
+  readonly target: string;
+  readonly versus: string;
+  readonly ratio: Spread;
+}
+
+/** target/versus of every metric both have, paired per round (rounds where the peer's value is 0 are left out). */
+export function metricRatios(ms: readonly Metric[], pairs: readonly { scenario: string; target: string; versus: string }[]): MetricRatio[] {
+  const out: MetricRatio[] = [];
+  for (const p of pairs) {
+    const names = [...new Set(ms.filter((m) => m.scenario === p.scenario && m.target === p.target && m.ratio !== false).map((m) => m.name))];
+    for (const name of names) {
+      const xs: number[] = [];
+      for (const a of ms.filter((m) => m.scenario === p.scenario && m.target === p.target && m.name === name)) {
+        const b = ms.find((m) => m.scenario === p.scenario && m.target === p.versus && m.name === name && m.round === a.round);
+        if (b && b.value !== 0) xs.push(a.value / b.value);
+      }
+      if (xs.length > 0) out.push({ scenario: p.scenario, name, target: p.target, versus: p.versus, ratio: spread(xs) });
+    }
+  }
+  return out;
+}
+
+const num = (n: number): string => (Math.abs(n) >= 100 || Number.isInteger(n) ? String(Math.round(n)) : n.toFixed(2));
+
+export function metricTable(sums: readonly MetricSummary[], rs: readonly MetricRatio[]): string {
+  const lines = [[pad('scenario', 10), pad('target', 18), pad('figure', 30), pad('median [min–max] over rounds', 30), 'rounds'].join(' ')];
+  for (const s of sums) {
+    const v = s.value;
+    lines.push([pad(s.scenario, 10), pad(s.target, 18), pad(`${s.name} (${s.better} is better)`, 30), pad(`${num(v.median)} [${num(v.min)}–${num(v.max)}]`, 30), String(s.rounds)].join(' '));
+  }
+  if (rs.length > 0) {
+    lines.push('', 'ratios (target / versus, paired per round: median [min–max])');
+    for (const r of rs) lines.push([pad(r.scenario, 10), pad(r.target, 18), pad(r.versus, 18), pad(r.name, 30), `${r.ratio.median.toFixed(2)} [${r.ratio.min.toFixed(2)}–${r.ratio.max.toFixed(2)}]`].join(' '));
+  }
+  return lines.join('\n');
+}
+
 function pad(s: string, n: number, right = false): string {
   return right ? s.padStart(n) : s.padEnd(n);
 }
@@ -134,7 +217,7 @@ const COLORS: Record<string, string> = {
 };
 
 /** Horizontal bars of median req/s, one block per scenario, each scaled to its own maximum. */
-export function svg(summaries: readonly Summary[], title: string, labels: Record<string, string>): string {
+export function svg(summaries: readonly Summary[], title: string, labels: Record<string, string>, metrics: readonly MetricSummary[] = []): string {
   const scenarios = [...new Set(summaries.map((s) => s.scenario))];
   const W = 860;
   const left = 150;
@@ -157,6 +240,22 @@ export function svg(summaries: readonly Summary[], title: string, labels: Record
       parts.push(
         `<text x="${left + w + 6}" y="${y + barH - 4}" font-size="11">${r.rps.toLocaleString('en-US')} req/s · p99 ${r.p99_ms.toFixed(1)} ms · ${r.cpu_us_per_req.toFixed(0)} µs CPU</text>`,
       );
+      y += barH + gap;
+    }
+    y += 12;
+  }
+  // Other figures: one block per (scenario, figure), bars of the median scaled to the block's maximum.
+  for (const id of [...new Set(metrics.map((m) => `${m.scenario}\u0000${m.name}`))]) {
+    const rows = metrics.filter((m) => `${m.scenario}\u0000${m.name}` === id);
+    const { scenario, name, better } = rows[0]!;
+    const max = Math.max(...rows.map((r) => r.value.median), 1e-9);
+    parts.push(`<text x="10" y="${y + 12}" font-size="13" font-weight="bold">${esc(`(${scenario}) ${name}, ${better} is better — ${labels[scenario] ?? ''}`)}</text>`);
+    y += 20;
+    for (const r of rows) {
+      const w = Math.max(1, Math.round((r.value.median / max) * chartW));
+      parts.push(`<text x="${left - 6}" y="${y + barH - 4}" font-size="12" text-anchor="end">${esc(r.target)}</text>`);
+      parts.push(`<rect x="${left}" y="${y}" width="${w}" height="${barH}" fill="${COLORS[r.target] ?? '#7f7f7f'}"/>`);
+      parts.push(`<text x="${left + w + 6}" y="${y + barH - 4}" font-size="11">${esc(`${num(r.value.median)} ${name} [${num(r.value.min)}–${num(r.value.max)}]`)}</text>`);
       y += barH + gap;
     }
     y += 12;

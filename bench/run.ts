@@ -4,27 +4,29 @@
 //   BENCH_SECONDS   seconds per measured run (default 10)
 //   BENCH_ROUNDS    rounds; every round runs every target once per scenario (default 3)
 //   BENCH_WARMUP    warm-up seconds per target and scenario (default 5)
-//   BENCH_SCENARIOS comma list of a64,a256,b,c,d,g (default all)
+//   BENCH_SCENARIOS comma list of a64,a256,b,c,d,e,f,g,h,i (default all)
 //   BENCH_SCALE_HOSTS hosts registered for the large table of (g) (default 100000)
 //   BENCH_WORKERS2  0 to leave out the `workers: 2` edgeway target (default 1)
 //   BENCH_UNDICI    1 to add `edgeway-w1-undici` (proxy.forwarder: undici), the "before" of bench/NOTES.md
+//   BENCH_WS_IDLE   idle websockets of (e) (default 10000, fewer if the open-file limit is lower)
+//   BENCH_WS_ECHO   websockets of (i) (default 64)
+//   BENCH_STREAM_MIB MiB streamed each way in (h) (default 1024)
+//   BENCH_CHURN_CHANGES, BENCH_CHURN_RELOADS  (f): edgeway admin changes (1000), nginx reloads (20)
 
 import { execFileSync } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
-import { signToken } from '../src/auth/jwt.js';
-import { loadJwtKeys } from '../src/auth/keys.js';
-import { loadConfig } from '../src/config/load.js';
 import { CLK_TCK, cpuSeconds, memoryKb, processTree, runWrk } from './load.js';
 import {
-  BODY, makeCert, request, startCaddy, startEdgeway, startNginxSingle, startNginxTwoStage, startUpstream, stopAll, version, which,
+  BODY, makeCert, request, startCaddy, startEdgeway, startNginxSingle, startNginxTwoStage, startNodeUpstream, startUpstream, stopAll, version, which,
   type EdgewayTarget, type Target,
 } from './peers.js';
-import { ratios, summarize, svg, table, type Sample } from './report.js';
+import { extraScenarios, openFileLimit, type Extra } from './extra-scenarios.js';
+import { metricRatios, metricTable, ratios, summarize, summarizeMetrics, svg, table, type Metric, type Sample } from './report.js';
+import { ORG, ORG_HOST, UC_HOST, prepareEdgeway, type Upstreams } from './setup.js';
 
 const env = (k: string, d: number): number => {
   const v = process.env[k];
@@ -37,12 +39,8 @@ const ROUNDS = Math.max(1, Math.floor(env('BENCH_ROUNDS', 3)));
 const WARMUP = env('BENCH_WARMUP', 5);
 const SCALE_HOSTS = Math.max(10, Math.floor(env('BENCH_SCALE_HOSTS', 100_000)));
 const WORKERS2 = env('BENCH_WORKERS2', 1) !== 0;
-const WANTED = new Set((process.env['BENCH_SCENARIOS'] ?? 'a64,a256,b,c,d,g').split(',').map((s) => s.trim()));
-
-const ORG = '7f3a0000-0000-4000-8000-0000000000b1';
-const UC = '1b4e8f0a-0000-4000-8000-0000000000c1';
-const ORG_HOST = `org-${ORG}.localhost`;
-const UC_HOST = `uc-${UC}.org-${ORG}.localhost`;
+const WANTED = new Set((process.env['BENCH_SCENARIOS'] ?? 'a64,a256,b,c,d,e,f,g,h,i').split(',').map((s) => s.trim()));
+const NEEDS_NODE = ['e', 'f', 'h', 'i'].some((x) => WANTED.has(x));
 
 const notes: string[] = [];
 const say = (s: string): void => {
@@ -68,56 +66,6 @@ process.on('SIGINT', () => {
   void stopAll().then(() => process.exit(130));
 });
 
-async function platformToken(e: EdgewayTarget): Promise<string> {
-  const cfg = await loadConfig(e.configFile);
-  return signToken(await loadJwtKeys(cfg), cfg.auth.jwt, { type: 'platform', scope: ['edge:admin'] }, 3600);
-}
-
-async function admin(e: EdgewayTarget, tok: string, method: string, path: string, body: unknown): Promise<void> {
-  const r = await fetch(`${e.adminUrl}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  const text = await r.text();
-  if (r.status >= 300) throw new Error(`${e.name}: ${method} ${path} answered ${r.status}: ${text.slice(0, 500)}`);
-}
-
-function entries(upstreamUrl: string): unknown[] {
-  return [
-    { host: ORG_HOST, access: 'public', locations: [{ path: '/', upstream: upstreamUrl }] },
-    { host: UC_HOST, locations: [{ path: '/', upstream: upstreamUrl, access: { scope: 'uc:{uc_id}:access' } }] },
-  ];
-}
-
-/** Registers the org and uc hosts plus `extra` filler uc hosts (POST /v1/batch in chunks), returns the session cookie from a handoff. */
-async function prepareEdgeway(e: EdgewayTarget, upstreamUrl: string, extra: number): Promise<string> {
-  const tok = await platformToken(e);
-  await admin(e, tok, 'POST', '/v1/batch', { put: entries(upstreamUrl) });
-  const CHUNK = 5000;
-  const t0 = performance.now();
-  for (let done = 0; done < extra; ) {
-    const n = Math.min(CHUNK, extra - done);
-    const put = Array.from({ length: n }, () => ({
-      host: `uc-${randomUUID()}.org-${ORG}.localhost`,
-      access: 'public',
-      locations: [{ path: '/', upstream: upstreamUrl }],
-    }));
-    await admin(e, tok, 'POST', '/v1/batch', { put });
-    done += n;
-  }
-  if (extra >= 1000) say(`${e.name}: registered ${extra + 2} hosts in ${((performance.now() - t0) / 1000).toFixed(1)} s (POST /v1/batch, 5,000 a chunk)`);
-  // The login handoff (src/auth/handoff.ts): a short-lived user token in the
-  // query with a state nonce that equals the state cookie → 302 + session cookie.
-  const cfg = await loadConfig(e.configFile);
-  const user = signToken(await loadJwtKeys(cfg), cfg.auth.jwt, { type: 'user', sub: 'bench-user', scope: [`uc:${UC}:access`] }, 60);
-  const nonce = randomBytes(16).toString('base64url');
-  const r = await request(e.httpsPort, UC_HOST, `/?edgeway_state=${nonce}&edgeway_token=${user}`, { cookie: `edgeway_state=${nonce}` });
-  const set = ([] as string[]).concat(r.headers['set-cookie'] ?? []).find((c) => c.startsWith('edgeway_token='));
-  if (r.status !== 302 || !set) throw new Error(`${e.name}: the handoff answered ${r.status} without a session cookie: ${r.body.slice(0, 300)}`);
-  return set.slice('edgeway_token='.length, set.indexOf(';'));
-}
-
 interface Scenario {
   readonly id: string;
   readonly label: string;
@@ -133,7 +81,10 @@ interface Scenario {
 const started: Target[] = [];
 const cookies = new Map<string, string>();
 let samples: Sample[] = [];
+const metrics: Metric[] = [];
 const scenarios: Scenario[] = [];
+let extras: Extra[] = [];
+let wsIdle = 0;
 let upstreamKind = '';
 let urlHost = '127.0.0.1';
 
@@ -143,6 +94,10 @@ try {
   const upstreamUrl = `http://127.0.0.1:${up.port}`;
   const cert = await makeCert(join(dir, 'cert'), ORG);
   say(`upstream: ${up.kind} on 127.0.0.1:${up.port}, 200 with a ${BODY.length}-byte body`);
+  const nodeUp = NEEDS_NODE ? await startNodeUpstream(join(dir, 'node-upstream')) : undefined;
+  if (nodeUp) say(`node upstream for (e) (f) (h) (i): websocket echo and streams on 127.0.0.1:${nodeUp.port} (its own process, not counted); every target proxies /ws and /stream of the uc host to it`);
+  const ups: Upstreams = { main: upstreamUrl, ...(nodeUp ? { node: `http://127.0.0.1:${nodeUp.port}` } : {}) };
+  const peerOpts = nodeUp ? { nodePort: nodeUp.port } : {};
 
   const resolved = await lookup(UC_HOST, { family: 4 }).catch(() => undefined);
   if (resolved?.address === '127.0.0.1') {
@@ -156,27 +111,27 @@ try {
   const e1 = await startEdgeway(join(dir, 'edgeway-w1'), { name: 'edgeway-w1', workers: 1, tlsMode: 'self-signed' });
   started.push(e1);
   main.push(e1);
-  cookies.set(e1.name, await prepareEdgeway(e1, upstreamUrl, 0));
+  cookies.set(e1.name, (await prepareEdgeway(e1, ups, 0)).cookie);
   if (process.env['BENCH_UNDICI'] === '1') {
     const eu = await startEdgeway(join(dir, 'edgeway-w1-undici'), { name: 'edgeway-w1-undici', workers: 1, tlsMode: 'self-signed', forwarder: 'undici' });
     started.push(eu);
     main.push(eu);
-    cookies.set(eu.name, await prepareEdgeway(eu, upstreamUrl, 0));
+    cookies.set(eu.name, (await prepareEdgeway(eu, ups, 0)).cookie);
   }
   if (WORKERS2) {
     const e2 = await startEdgeway(join(dir, 'edgeway-w2'), { name: 'edgeway-w2', workers: 2, tlsMode: 'self-signed' });
     started.push(e2);
     main.push(e2);
-    cookies.set(e2.name, await prepareEdgeway(e2, upstreamUrl, 0));
+    cookies.set(e2.name, (await prepareEdgeway(e2, ups, 0)).cookie);
   }
   if (hasNginx) {
-    const n2 = await startNginxTwoStage(join(dir, 'nginx-2stage'), up.port, cert);
-    const n1 = await startNginxSingle(join(dir, 'nginx-1stage'), up.port, cert);
+    const n2 = await startNginxTwoStage(join(dir, 'nginx-2stage'), up.port, cert, peerOpts);
+    const n1 = await startNginxSingle(join(dir, 'nginx-1stage'), up.port, cert, peerOpts);
     started.push(n2, n1);
     main.push(n2, n1);
   }
   if (hasCaddy) {
-    const c = await startCaddy(join(dir, 'caddy'), up.port, cert);
+    const c = await startCaddy(join(dir, 'caddy'), up.port, cert, peerOpts);
     started.push(c);
     main.push(c);
   }
@@ -196,10 +151,12 @@ try {
   if (WANTED.has('g')) {
     const small = await startEdgeway(join(dir, 'edgeway-10hosts'), { name: 'edgeway-10hosts', workers: 1, tlsMode: 'files', cert });
     started.push(small);
-    cookies.set(small.name, await prepareEdgeway(small, upstreamUrl, 8));
+    cookies.set(small.name, (await prepareEdgeway(small, { main: upstreamUrl }, 8)).cookie);
     const large = await startEdgeway(join(dir, 'edgeway-100khosts'), { name: 'edgeway-100khosts', workers: 1, tlsMode: 'files', cert });
     started.push(large);
-    cookies.set(large.name, await prepareEdgeway(large, upstreamUrl, SCALE_HOSTS - 2));
+    const { cookie, fillSeconds } = await prepareEdgeway(large, { main: upstreamUrl }, SCALE_HOSTS - 2);
+    cookies.set(large.name, cookie);
+    say(`${large.name}: registered ${SCALE_HOSTS} hosts in ${fillSeconds.toFixed(1)} s (POST /v1/batch, 5,000 a chunk)`);
     scenarios.push({ ...base, id: 'g', label: `(a) c64 with 10 vs ${SCALE_HOSTS.toLocaleString('en-US')} hosts registered`, connections: 64, host: UC_HOST, cookie: true, targets: [small, large] });
     say(`(g) uses two edgeway instances (workers: 1) in tls.mode files with one wildcard certificate, not self-signed: minting ~${SCALE_HOSTS} leaves at ~600/s would take minutes; the target named edgeway-100khosts holds ${SCALE_HOSTS} hosts`);
   }
@@ -250,8 +207,32 @@ try {
     };
   };
 
+  if (nodeUp) {
+    const fdMax = Math.floor((openFileLimit() - 300) / 2);
+    wsIdle = Math.floor(env('BENCH_WS_IDLE', Math.min(10_000, fdMax)));
+    if (WANTED.has('e') && wsIdle < 10_000) say(`(e) holds ${wsIdle} websockets, not 10,000: a process may open ${openFileLimit()} files here and a proxy holds two per websocket (raise the hard limit, ulimit -n, to get 10,000)`);
+    const aLoad: Scenario = { ...base, id: 'f', label: '', connections: 64, host: UC_HOST, cookie: true, targets: [] };
+    extras = extraScenarios(WANTED, {
+      dir, main, cert, cookies, say,
+      upstreams: { ...ups, mainPort: up.port, nodePort: nodeUp.port },
+      load: (t, seconds) => runWrk(wrk, { url: urlFor(aLoad, t), headers: headersFor(aLoad, t), connections: 64, seconds }),
+    }, {
+      seconds: SECONDS,
+      wsIdle,
+      wsEcho: Math.max(1, Math.floor(env('BENCH_WS_ECHO', 64))),
+      streamBytes: Math.max(1, Math.floor(env('BENCH_STREAM_MIB', 1024) * 2 ** 20)),
+      churnChanges: Math.max(1, Math.floor(env('BENCH_CHURN_CHANGES', 1000))),
+      churnReloads: Math.max(1, Math.floor(env('BENCH_CHURN_RELOADS', 20))),
+    });
+    for (const x of extras) {
+      const ok: string[] = [];
+      for (const name of x.targets) if (await x.probe(name)) ok.push(name);
+      x.targets = ok;
+    }
+  }
+
   const total = scenarios.reduce((n, s) => n + s.targets.length, 0);
-  console.log(`\n${total} runs a round, ${ROUNDS} rounds of ${SECONDS} s, ${WARMUP} s warm-up each: about ${Math.ceil((total * (ROUNDS * SECONDS + WARMUP)) / 60)} min`);
+  console.log(`\n${total} wrk runs a round, ${ROUNDS} rounds of ${SECONDS} s, ${WARMUP} s warm-up each: about ${Math.ceil((total * (ROUNDS * SECONDS + WARMUP)) / 60)} min, plus ${extras.reduce((n, x) => n + x.targets.length, 0)} runs a round of ${extras.map((x) => x.id).join(', ') || 'no other scenario'}`);
   if (WARMUP > 0) {
     for (const s of scenarios) for (const t of s.targets) await measure(s, t, WARMUP, -1);
   }
@@ -265,6 +246,14 @@ try {
         console.log(
           `round ${round + 1}/${ROUNDS} (${s.id}) ${t.name.padEnd(18)} ${String(x.rps).padStart(7)} req/s  p50 ${x.p50_ms.toFixed(2)} ms  p99 ${x.p99_ms.toFixed(2)} ms  ${x.cpu_us_per_req.toFixed(1)} µs CPU/req${x.errors || x.non_2xx_3xx ? `  errors ${x.errors} non-2xx/3xx ${x.non_2xx_3xx}` : ''}`,
         );
+      }
+    }
+    for (const x of extras) {
+      const order = x.targets.map((_, i) => x.targets[(i + round) % x.targets.length]!);
+      for (const name of order) {
+        const ms = await x.run(name, round);
+        metrics.push(...ms);
+        console.log(`round ${round + 1}/${ROUNDS} (${x.id}) ${name.padEnd(18)} ${ms.map((m) => `${m.value} ${m.name}`).join('  ') || 'no figure'}`);
       }
     }
   }
@@ -290,7 +279,13 @@ for (const s of scenarios) {
   if (names.includes('edgeway-w1-undici') && names.includes('edgeway-w1')) pairs.push({ scenario: s.id, target: 'edgeway-w1', versus: 'edgeway-w1-undici' });
 }
 const rs = ratios(samples, pairs);
-console.log(`\n${table(summaries, rs)}\n`);
+if (summaries.length > 0) console.log(`\n${table(summaries, rs)}\n`);
+const metricSums = summarizeMetrics(metrics);
+const metricPairs = extras.flatMap((x) =>
+  x.targets.filter((n) => n.startsWith('edgeway')).flatMap((e) => x.targets.filter((n) => !n.startsWith('edgeway')).map((p) => ({ scenario: x.id, target: e, versus: p }))),
+);
+const mrs = metricRatios(metrics, metricPairs);
+if (metricSums.length > 0) console.log(`${metricTable(metricSums, mrs)}\n`);
 
 const commit = ((): string => {
   try {
@@ -303,7 +298,7 @@ const date = new Date().toISOString().slice(0, 10);
 const resultsDir = new URL('../../bench/results/', import.meta.url); // from dist/bench/ to the repo's bench/results/
 mkdirSync(resultsDir, { recursive: true });
 const stem = `${date}-${commit}`;
-const labels = Object.fromEntries(scenarios.map((s) => [s.id, s.label]));
+const labels = Object.fromEntries([...scenarios, ...extras].map((s) => [s.id, s.label]));
 writeFileSync(
   new URL(`${stem}.json`, resultsDir),
   JSON.stringify(
@@ -319,12 +314,18 @@ writeFileSync(
         caddy: hasCaddy ? version(which('caddy')!, ['version']) : null,
         openssl: version('openssl', ['version']),
       },
-      settings: { seconds: SECONDS, rounds: ROUNDS, warmup_s: WARMUP, wrk_threads: 1, scale_hosts: SCALE_HOSTS, upstream: upstreamKind, url_host: urlHost },
-      scenarios: Object.fromEntries(scenarios.map((s) => [s.id, { label: s.label, connections: s.connections, targets: s.targets.map((t) => t.name) }])),
+      settings: { seconds: SECONDS, rounds: ROUNDS, warmup_s: WARMUP, wrk_threads: 1, scale_hosts: SCALE_HOSTS, upstream: upstreamKind, url_host: urlHost, ws_idle: wsIdle },
+      scenarios: Object.fromEntries([
+        ...scenarios.map((s) => [s.id, { label: s.label, connections: s.connections, targets: s.targets.map((t) => t.name) }]),
+        ...extras.map((x) => [x.id, { label: x.label, targets: x.targets }]),
+      ]),
       notes,
       summary: summaries,
       ratios: rs,
       samples,
+      other_summary: metricSums,
+      other_ratios: mrs,
+      other_samples: metrics,
     },
     null,
     2,
@@ -332,6 +333,6 @@ writeFileSync(
 );
 writeFileSync(
   new URL(`${stem}.svg`, resultsDir),
-  svg(summaries, `edgeway vs nginx and Caddy, median req/s (${date}, ${commit}, ${ROUNDS}×${SECONDS} s, wrk -t1)`, labels),
+  svg(summaries, `edgeway vs nginx and Caddy, median req/s (${date}, ${commit}, ${ROUNDS}×${SECONDS} s, wrk -t1)`, labels, metricSums),
 );
 console.log(`wrote bench/results/${stem}.json and bench/results/${stem}.svg`);
