@@ -1,8 +1,9 @@
 // (f) route churn under load: while wrk runs the (a) load (uc host, c64), a
-// target's routing is changed `count` times, paced evenly over the run
-// (starting 0.5 s in, ending 1 s before wrk stops; a change that takes longer
-// than its slot just delays the next). Failed requests = wrk's socket errors
-// plus its non-2xx/3xx responses.
+// target's routing is changed `count` times, one after the other, paced to
+// spread over at least `seconds` − 1.5 s from 0.5 s in (a change that takes
+// longer than its slot just delays the next). wrk runs until the last change
+// is done plus 0.5 s, and at least `seconds` (then SIGINT: it prints its
+// report). Failed requests = wrk's socket errors plus its non-2xx/3xx responses.
 //   edgeway: 1,000 admin API calls: every 10th a re-PUT of the loaded uc host
 //     with the same upstreams, the others alternately PUT a new uc host and
 //     DELETE one made earlier;
@@ -58,17 +59,19 @@ export function nginxChurn(t: Target, count: number, blocks = 1000): Churn {
 }
 
 export async function measureChurn(
-  t: Target, churn: Churn, load: () => Promise<WrkResult>, seconds: number, round: number, say: (s: string) => void,
+  t: Target, churn: Churn, load: (stop: AbortSignal) => Promise<WrkResult>, seconds: number, round: number, say: (s: string) => void,
 ): Promise<Metric[]> {
   const t0 = performance.now();
-  const loaded = load();
+  const stop = new AbortController();
+  const loaded = load(stop.signal);
+  const sleep = (ms: number): Promise<unknown> => new Promise((r) => setTimeout(r, ms));
   let done = 0;
   let failedChanges = 0;
   let firstError = '';
   const slot = (Math.max(0.5, seconds - 1.5) * 1000) / churn.count;
   for (let i = 0; i < churn.count; i++) {
     const wait = 500 + i * slot - (performance.now() - t0);
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    if (wait > 0) await sleep(wait);
     try {
       await churn.change(i);
       done++;
@@ -77,12 +80,16 @@ export async function measureChurn(
       firstError ||= (e as Error).message;
     }
   }
-  const lateS = (performance.now() - t0) / 1000 - seconds;
+  const changesS = (performance.now() - t0) / 1000;
+  await sleep(Math.max(500, seconds * 1000 - (performance.now() - t0)));
+  stop.abort();
   const w = await loaded;
   await churn.restore();
   if (failedChanges > 0) say(`(f) ${t.name}: ${failedChanges} of ${churn.count} changes failed (first: ${firstError.slice(0, 200)})`);
-  if (lateS > 0) say(`(f) ${t.name}: the changes took ${lateS.toFixed(1)} s longer than the ${seconds} s load: only part of them ran under load`);
-  const detail = { changes: done, failed_changes: failedChanges, requests: w.requests, socket_errors: w.errors, non_2xx_3xx: w.non_2xx_3xx };
+  const detail = {
+    changes: done, failed_changes: failedChanges, changes_s: Math.round(changesS * 10) / 10, load_s: w.seconds,
+    requests: w.requests, socket_errors: w.errors, non_2xx_3xx: w.non_2xx_3xx,
+  };
   return [
     { scenario: 'f', target: t.name, round, name: 'failed requests', value: w.errors + w.non_2xx_3xx, better: 'lower', ratio: false, detail },
     { scenario: 'f', target: t.name, round, name: 'req/s', value: Math.round(w.rps), better: 'higher', detail },

@@ -31,8 +31,8 @@ export interface ExtraContext {
   readonly cert: { cert: string; key: string };
   readonly cookies: ReadonlyMap<string, string>;
   readonly say: (s: string) => void;
-  /** The (a) load: wrk, uc host, session cookie, c64, for `seconds`. */
-  readonly load: (t: Target, seconds: number) => Promise<WrkResult>;
+  /** The (a) load: wrk, uc host, session cookie, c64, for `seconds` or until `stop`. */
+  readonly load: (t: Target, seconds: number, stop?: AbortSignal) => Promise<WrkResult>;
 }
 
 export interface ExtraSettings {
@@ -96,7 +96,7 @@ export function extraScenarios(wanted: ReadonlySet<string>, c: ExtraContext, o: 
       probe: async (name) => {
         const t = byName.get(name)!;
         const ch = await churnFor(t, 1);
-        const r = ch && (await measureChurn(t, ch, () => c.load(t, 2), 2, -1, c.say));
+        const r = ch && (await measureChurn(t, ch, (stop) => c.load(t, 62, stop), 2, -1, c.say));
         const ok = r !== undefined && r[0]!.detail!['changes'] === 1;
         if (!ok) c.say(`(f) ${name}: the probe (one change under 2 s of load) did not go through: left out`);
         return ok;
@@ -104,7 +104,7 @@ export function extraScenarios(wanted: ReadonlySet<string>, c: ExtraContext, o: 
       run: async (name, round) => {
         const t = byName.get(name)!;
         const ch = (await churnFor(t, t.name.startsWith('edgeway') ? o.churnChanges : o.churnReloads))!;
-        return measureChurn(t, ch, () => c.load(t, o.seconds), o.seconds, round, c.say);
+        return measureChurn(t, ch, (stop) => c.load(t, o.seconds + 60, stop), o.seconds, round, c.say);
       },
     });
   }

@@ -77,9 +77,11 @@ export function wrkArgs(spec: LoadSpec): string[] {
   return args;
 }
 
-export function runWrk(wrk: string, spec: LoadSpec): Promise<WrkResult & { raw: string }> {
+/** `stop` ends wrk early with SIGINT, on which it prints its report as at the end of its duration. */
+export function runWrk(wrk: string, spec: LoadSpec, stop?: AbortSignal): Promise<WrkResult & { raw: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(wrk, wrkArgs(spec), { stdio: ['ignore', 'pipe', 'pipe'] });
+    stop?.addEventListener('abort', () => child.kill('SIGINT'), { once: true });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));

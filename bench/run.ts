@@ -215,7 +215,7 @@ try {
     extras = extraScenarios(WANTED, {
       dir, main, cert, cookies, say,
       upstreams: { ...ups, mainPort: up.port, nodePort: nodeUp.port },
-      load: (t, seconds) => runWrk(wrk, { url: urlFor(aLoad, t), headers: headersFor(aLoad, t), connections: 64, seconds }),
+      load: (t, seconds, stop) => runWrk(wrk, { url: urlFor(aLoad, t), headers: headersFor(aLoad, t), connections: 64, seconds }, stop),
     }, {
       seconds: SECONDS,
       wsIdle,
@@ -253,7 +253,7 @@ try {
       for (const name of order) {
         const ms = await x.run(name, round);
         metrics.push(...ms);
-        console.log(`round ${round + 1}/${ROUNDS} (${x.id}) ${name.padEnd(18)} ${ms.map((m) => `${m.value} ${m.name}`).join('  ') || 'no figure'}`);
+        console.log(`round ${round + 1}/${ROUNDS} (${x.id}) ${name.padEnd(18)} ${ms.map((m) => `${m.value} ${m.name}`).join('  ') || 'no figure'}${ms[0]?.detail ? `  (${Object.entries(ms[0].detail).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}`);
       }
     }
   }

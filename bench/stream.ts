@@ -76,7 +76,7 @@ export async function measureStream(t: Target, spec: StreamSpec, round: number, 
       peak = Math.max(peak, memoryKb(pids).rss_kb);
       const detail = { bytes: spec.bytes, seconds: Math.round(s * 100) / 100, rss_before_kib: before, rss_peak_kib: peak };
       out.push({ scenario: 'h', target: t.name, round, name: `${dir} MiB/s`, value: Math.round((spec.bytes / 2 ** 20 / s) * 10) / 10, better: 'higher', detail });
-      out.push({ scenario: 'h', target: t.name, round, name: `${dir} RSS growth MiB`, value: Math.round(((peak - before) / 1024) * 10) / 10, better: 'lower', detail });
+      out.push({ scenario: 'h', target: t.name, round, name: `${dir} RSS growth MiB`, value: Math.round(((peak - before) / 1024) * 10) / 10, better: 'lower', ratio: false, detail });
     } catch (e) {
       say(`(h) ${t.name} ${dir}: failed (${(e as Error).message}): no figure`);
     } finally {

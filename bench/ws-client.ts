@@ -20,6 +20,8 @@ export interface ClientSpec extends WsTarget {
 
 export interface ClientReport {
   opened: number;
+  /** Of the opened: how many resumed a TLS session (abbreviated handshake). */
+  resumed: number;
   failed: number;
   error?: string;
   messages?: number;
@@ -30,7 +32,7 @@ const send = (m: unknown): void => void process.send!(m);
 
 async function openAll(spec: ClientSpec): Promise<{ sockets: tls.TLSSocket[]; report: ClientReport }> {
   const sockets: tls.TLSSocket[] = [];
-  const report: ClientReport = { opened: 0, failed: 0 };
+  const report: ClientReport = { opened: 0, resumed: 0, failed: 0 };
   // One full handshake first; its session resumes the rest.
   let session: Buffer | undefined;
   let next = 0;
@@ -41,6 +43,7 @@ async function openAll(spec: ClientSpec): Promise<{ sockets: tls.TLSSocket[]; re
       s.on('session', (b: Buffer) => (session = b));
       sockets.push(s);
       report.opened++;
+      if (s.isSessionReused()) report.resumed++;
     } catch (e) {
       report.failed++;
       report.error ??= (e as Error).message;

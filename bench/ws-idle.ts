@@ -76,7 +76,7 @@ export async function measureIdle(t: Target, spec: IdleSpec, round: number, say:
       name: 'KB/ws',
       value: Math.round(kb * 100) / 100,
       better: 'lower',
-      detail: { opened: r.opened, failed: r.failed, rss_before_kib: before, rss_after_kib: after, open_s: Math.round(openS * 10) / 10 },
+      detail: { opened: r.opened, resumed: r.resumed, failed: r.failed, rss_before_kib: before, rss_after_kib: after, open_s: Math.round(openS * 10) / 10 },
     };
   } finally {
     await client.close();
