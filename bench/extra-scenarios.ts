@@ -42,6 +42,8 @@ export interface ExtraSettings {
   readonly streamBytes: number;
   readonly churnChanges: number;
   readonly churnReloads: number;
+  /** Add nginx single-stage and Caddy to (e), (h) and (i) (each (e) run costs ~20-30 s here). */
+  readonly allPeers: boolean;
 }
 
 /** Open files a process may hold here (soft limit; Node raises it to the hard limit at start, children inherit it). */
@@ -52,7 +54,8 @@ export function openFileLimit(): number {
 
 export function extraScenarios(wanted: ReadonlySet<string>, c: ExtraContext, o: ExtraSettings): Extra[] {
   const byName = new Map(c.main.map((t) => [t.name, t]));
-  const names = c.main.map((t) => t.name);
+  // edgeway and what it replaces; with allPeers, nginx single-stage and Caddy too.
+  const names = c.main.map((t) => t.name).filter((n) => o.allPeers || n.startsWith('edgeway') || n === 'nginx-2stage');
   const cookie = (name: string): string | undefined => c.cookies.get(name) ?? c.cookies.get('edgeway-w1');
   const out: Extra[] = [];
   let n = 0;

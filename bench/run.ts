@@ -1,9 +1,9 @@
 // `npm run bench`: edgeway side by side with nginx (two-stage and single-stage)
 // and Caddy, all on 127.0.0.1, driven by wrk. See bench/README.md.
 //
-//   BENCH_SECONDS   seconds per measured run (default 10)
+//   BENCH_SECONDS   seconds per measured run (default 5; also (i) and the minimum load of (f))
 //   BENCH_ROUNDS    rounds; every round runs every target once per scenario (default 3)
-//   BENCH_WARMUP    warm-up seconds per target and scenario (default 5)
+//   BENCH_WARMUP    warm-up seconds per target and wrk scenario (default 2)
 //   BENCH_SCENARIOS comma list of a64,a256,b,c,d,e,f,g,h,i (default all)
 //   BENCH_SCALE_HOSTS hosts registered for the large table of (g) (default 100000)
 //   BENCH_WORKERS2  0 to leave out the `workers: 2` edgeway target (default 1)
@@ -12,6 +12,7 @@
 //   BENCH_WS_ECHO   websockets of (i) (default 64)
 //   BENCH_STREAM_MIB MiB streamed each way in (h) (default 1024)
 //   BENCH_CHURN_CHANGES, BENCH_CHURN_RELOADS  (f): edgeway admin changes (1000), nginx reloads (20)
+//   BENCH_EXTRA_PEERS 1 adds nginx single-stage and Caddy to (e), (h), (i) (default 0)
 
 import { execFileSync } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
@@ -34,9 +35,9 @@ const env = (k: string, d: number): number => {
   if (!Number.isFinite(n) || n < 0) throw new Error(`${k}: expected a number, got ${v}`);
   return n;
 };
-const SECONDS = env('BENCH_SECONDS', 10);
+const SECONDS = env('BENCH_SECONDS', 5);
 const ROUNDS = Math.max(1, Math.floor(env('BENCH_ROUNDS', 3)));
-const WARMUP = env('BENCH_WARMUP', 5);
+const WARMUP = env('BENCH_WARMUP', 2);
 const SCALE_HOSTS = Math.max(10, Math.floor(env('BENCH_SCALE_HOSTS', 100_000)));
 const WORKERS2 = env('BENCH_WORKERS2', 1) !== 0;
 const WANTED = new Set((process.env['BENCH_SCENARIOS'] ?? 'a64,a256,b,c,d,e,f,g,h,i').split(',').map((s) => s.trim()));
@@ -223,6 +224,7 @@ try {
       streamBytes: Math.max(1, Math.floor(env('BENCH_STREAM_MIB', 1024) * 2 ** 20)),
       churnChanges: Math.max(1, Math.floor(env('BENCH_CHURN_CHANGES', 1000))),
       churnReloads: Math.max(1, Math.floor(env('BENCH_CHURN_RELOADS', 20))),
+      allPeers: env('BENCH_EXTRA_PEERS', 0) !== 0,
     });
     for (const x of extras) {
       const ok: string[] = [];
