@@ -234,7 +234,8 @@ try {
   }
 
   const total = scenarios.reduce((n, s) => n + s.targets.length, 0);
-  console.log(`\n${total} wrk runs a round, ${ROUNDS} rounds of ${SECONDS} s, ${WARMUP} s warm-up each: about ${Math.ceil((total * (ROUNDS * SECONDS + WARMUP)) / 60)} min, plus ${extras.reduce((n, x) => n + x.targets.length, 0)} runs a round of ${extras.map((x) => x.id).join(', ') || 'no other scenario'}`);
+  const others = extras.length === 0 ? '' : `, plus ${extras.reduce((n, x) => n + x.targets.length, 0)} runs a round of ${extras.map((x) => x.id).join(', ')} (on 2 busy cores about 2.5 min a round; (e) opens every websocket, (f) waits for every change)`;
+  console.log(`\n${total} wrk runs a round, ${ROUNDS} rounds of ${SECONDS} s, ${WARMUP} s warm-up each: about ${Math.ceil((total * (ROUNDS * SECONDS + WARMUP)) / 60)} min${others}`);
   if (WARMUP > 0) {
     for (const s of scenarios) for (const t of s.targets) await measure(s, t, WARMUP, -1);
   }
