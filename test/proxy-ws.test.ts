@@ -262,6 +262,9 @@ t.test('bytes the upstream sends together with its 101 reach the client (a serve
     const hello = Buffer.from([0x81, 5, ...Buffer.from('hello')]);
     const close = Buffer.from([0x88, 2, 0x11, 0x31]);
     socket.write(Buffer.concat([Buffer.from(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`), hello, close]));
+    // The client's answering close frame ends the exchange: the server closes
+    // the TCP connection first (RFC 6455 §7.1.1), as a real one does.
+    socket.on('data', () => socket.end());
   });
   const proxy = wsProxy(t);
   const { port } = await front(t, proxy, new UpstreamGroup([up.target], CFG));

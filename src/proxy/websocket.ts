@@ -139,10 +139,58 @@ function onProxyError(err: Error, req: Tagged<IncomingMessage>): void {
   const c = req[kConn];
   if (c !== undefined) c.proxy.failed(c, err);
 }
+function onSideDrain(this: Tagged<Duplex>): void {
+  const c = this[kConn];
+  const src = c === undefined ? null : this === c.client ? c.upstream : c.client;
+  if (src !== null && !src.destroyed) src.resume();
+}
+function onSideEnd(this: Tagged<Duplex>): void {
+  const c = this[kConn];
+  const dst = c === undefined ? null : this === c.client ? c.upstream : c.client;
+  // What the pipe did: a half-close travels on (the client side is allowHalfOpen, as node:http makes it).
+  if (dst !== null && !dst.destroyed) dst.end();
+}
+/**
+ * http-proxy (1.18.1, pinned) leaves closures on the two sockets that hold the
+ * handshake (the client's request, the upstream's 101 response) for the
+ * websocket's whole life: an anonymous 'end' and 'error' listener and its
+ * named `onOutgoingError`. Node's own listeners are named and stay.
+ */
+function dropHandshakeClosures(s: Duplex, event: 'end' | 'error'): void {
+  for (const l of s.listeners(event)) {
+    const name = (l as { name?: string }).name;
+    if (name === '' || name === 'onOutgoingError') s.removeListener(event, l as (...a: unknown[]) => void);
+  }
+}
+/**
+ * Once the 101 is relayed, edgeway carries the bytes itself: the pipes go, and
+ * with them every object of the handshake, so an idle websocket costs its two
+ * sockets and one WsConn (issue 4 (e)). Frame boundaries are followed both
+ * ways so a close frame can be injected between frames, never inside one.
+ */
 function followFrames(c: WsConn): void {
-  if (c.upstream === null || c.upstream.destroyed) return;
-  c.client.on('data', onClientData);
-  c.upstream.on('data', onUpstreamData);
+  const up = c.upstream;
+  if (up === null || up.destroyed) return;
+  const cl = c.client;
+  up.unpipe(cl);
+  cl.unpipe(up);
+  // Node's http client leaves the upgraded socket pointing at its request
+  // (and through it the 101 response), and the handshake timeout armed.
+  (up as Duplex & { _httpMessage?: unknown })._httpMessage = null;
+  (up as Duplex & { setTimeout?: (ms: number) => void }).setTimeout?.(0);
+  dropHandshakeClosures(up, 'end');
+  dropHandshakeClosures(up, 'error');
+  dropHandshakeClosures(cl, 'error');
+  up.on('error', onSocketError);
+  cl.on('data', onClientData);
+  up.on('data', onUpstreamData);
+  cl.on('end', onSideEnd);
+  up.on('end', onSideEnd);
+  cl.on('drain', onSideDrain);
+  up.on('drain', onSideDrain);
+  // unpipe() paused both; a 'data' listener does not undo an explicit pause.
+  up.resume();
+  cl.resume();
 }
 function sweep(p: WebSocketProxy): void {
   p.sweep(Date.now());
@@ -282,6 +330,8 @@ export class WebSocketProxy {
     const flow = fromClient ? c.upFlow : c.downFlow;
     if (flow === Flow.Pipe) {
       cursor.scan(chunk, false);
+      const dst = fromClient ? c.upstream : c.client;
+      if (dst !== null && !dst.destroyed && !dst.write(chunk)) (fromClient ? c.client : c.upstream)?.pause();
       return;
     }
     if (flow === Flow.Discard) return;
