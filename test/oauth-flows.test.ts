@@ -5,6 +5,7 @@
 
 import t from 'tap';
 import * as oidc from 'openid-client';
+import { oauthError } from './helpers/oauth.js';
 import { httpsGet } from './helpers/appliance.js';
 import {
   CB, CONF_ID, CONF_SECRET, ORG, ORG_HOST, PUB_ID, UC_HOST, authorizeAs, codeFor, discover, pkce, startOAuthAppliance,
@@ -97,7 +98,7 @@ t.test('a public client: PKCE only, refresh with rotation', async (t) => {
   const fresh = await oidc.refreshTokenGrant(config, tokens.refresh_token!);
   t.ok(fresh.access_token);
   // Introspection needs an authenticated caller (RFC 7662 §2.1).
-  await t.rejects(oidc.tokenIntrospection(config, fresh.access_token), { error: 'invalid_client' });
+  t.equal(await oauthError(oidc.tokenIntrospection(config, fresh.access_token)), 'invalid_client');
   await oidc.tokenRevocation(config, fresh.refresh_token!);
   t.equal((await authenticate(ORG_HOST, fresh.access_token)).status, 401, 'public clients revoke their own grants');
 });
@@ -113,9 +114,9 @@ t.test('client credentials (client_secret_post), and scope checks at authenticat
   t.equal(denied.status, 403);
   t.match(denied.headers['www-authenticate'], /error="insufficient_scope", scope="write"/);
   t.equal(JSON.parse(denied.body).error, 'insufficient_scope');
-  await t.rejects(oidc.clientCredentialsGrant(config, { scope: 'admin' }), { error: 'invalid_scope' });
+  t.equal(await oauthError(oidc.clientCredentialsGrant(config, { scope: 'admin' })), 'invalid_scope');
   const pub = await discover(o, o.issuer, PUB_ID, oidc.None());
-  await t.rejects(oidc.clientCredentialsGrant(pub), { error: 'unauthorized_client' });
+  t.equal(await oauthError(oidc.clientCredentialsGrant(pub)), 'unauthorized_client');
   const bare = await httpsGet(o, ORG_HOST, '/oauth/authenticate');
   t.equal(bare.status, 401);
   t.equal(bare.headers['www-authenticate'], `Bearer realm="${o.issuer}"`, 'no error code without a token (RFC 6750 §3.1)');

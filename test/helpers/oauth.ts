@@ -134,3 +134,17 @@ export function post(o: OAuthAppliance, path: string, form: string, headers: Rec
 export function basic(id: string, secret: string): string {
   return 'Basic ' + Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64');
 }
+
+/** The RFC error code an openid-client call was refused with (undefined when it succeeded). */
+export async function oauthError(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+    return undefined;
+  } catch (e) {
+    const err = e as { error?: string; response?: Response; status?: number };
+    if (err.error !== undefined) return err.error;
+    // A 401 with WWW-Authenticate (Basic) is reported as a challenge error: read the RFC 6749 §5.2 body.
+    const body = (await err.response?.json().catch(() => undefined)) as { error?: string } | undefined;
+    return body?.error ?? String(e);
+  }
+}
