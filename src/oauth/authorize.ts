@@ -54,8 +54,9 @@ function redirect(res: ServerResponse, location: string): void {
 }
 
 export async function authorize(ctx: OAuthContext, req: IncomingMessage, res: ServerResponse, call: ServiceCall, iss: Issuer): Promise<void> {
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
-    res.setHeader('allow', 'GET, HEAD');
+  // GET only (§3.1 requires GET, POST is optional): a HEAD from a link prefetcher must not mint a code.
+  if (req.method !== 'GET') {
+    res.setHeader('allow', 'GET');
     return sendErrorPage(res, new OAuthError('invalid_request', 'the authorization endpoint takes GET', 405));
   }
   // edgeway's own login parameters are the gate's business, not the client's.
