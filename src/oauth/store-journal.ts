@@ -63,13 +63,14 @@ export class StoreJournal {
     writer: JournalWriter<OAuthRecord>,
     gen: number,
     private readonly log: Logger,
+    private readonly compactBytes: number,
   ) {
     this.#writer = writer;
     this.#gen = gen;
   }
 
   /** Loads snapshot and journals into `state`, then starts a new generation. */
-  static async open(dir: string, state: StoreState, log: Logger): Promise<StoreJournal> {
+  static async open(dir: string, state: StoreState, log: Logger, compactBytes = COMPACT_BYTES): Promise<StoreJournal> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     let from = 0;
     const snap = await readFile(join(dir, SNAPSHOT), 'utf8').catch((e: NodeJS.ErrnoException) => {
@@ -94,7 +95,7 @@ export class StoreJournal {
     const gen = Math.max(from, (gens.at(-1) ?? -1) + 1);
     const writer = await JournalWriter.create<OAuthRecord>(genPath(dir, gen));
     await fsyncDir(dir);
-    return new StoreJournal(dir, writer, gen, log);
+    return new StoreJournal(dir, writer, gen, log, compactBytes);
   }
 
   /** Resolves once `r` (and everything before it) is on disk. */
@@ -103,7 +104,7 @@ export class StoreJournal {
   }
 
   get wantsCompaction(): boolean {
-    return this.#compacting === undefined && this.#writer.bytes >= COMPACT_BYTES;
+    return this.#compacting === undefined && this.#writer.bytes >= this.compactBytes;
   }
 
   /**

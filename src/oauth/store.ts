@@ -59,22 +59,24 @@ export class OAuthStore {
     private readonly now: () => number,
   ) {}
 
-  static async open(dataDir: string, cfg: OAuthConfig, log: Logger, now: () => number = Date.now): Promise<OAuthStore> {
+  /** `opts` are for tests: a clock, and the journal size that triggers a compaction. */
+  static async open(dataDir: string, cfg: OAuthConfig, log: Logger, opts: { now?: () => number; compactBytes?: number } = {}): Promise<OAuthStore> {
+    const now = opts.now ?? Date.now;
     const s = new OAuthStore(cfg, log, now);
-    s.#journal = await StoreJournal.open(join(dataDir, 'oauth'), s.state, log);
+    s.#journal = await StoreJournal.open(join(dataDir, 'oauth'), s.state, log, opts.compactBytes);
     s.state.sweep(now());
     // Every start begins from a fresh snapshot: the journals stay short.
     await s.#journal.compact(() => s.state.records());
-    s.#timer = setInterval(() => s.#tick(), cfg.sweep_interval_s * 1000);
+    s.#timer = setInterval(() => void s.maintain(), cfg.sweep_interval_s * 1000);
     s.#timer.unref();
     return s;
   }
 
-  #tick(): void {
+  /** The coarse timer's work: sweep, and compact once the journal grew. Never rejects. */
+  async maintain(): Promise<void> {
     this.state.sweep(this.now());
-    if (this.#journal.wantsCompaction) {
-      this.#journal.compact(() => this.state.records()).catch((err: unknown) => this.log.error({ err }, 'oauth store: compaction failed'));
-    }
+    if (!this.#journal.wantsCompaction) return;
+    await this.#journal.compact(() => this.state.records()).catch((err: unknown) => this.log.error({ err }, 'oauth store: compaction failed'));
   }
 
   #commit(r: OAuthRecord): Promise<void> {
