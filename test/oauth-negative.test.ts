@@ -211,3 +211,33 @@ t.test('expired code', async (t) => {
   await new Promise((r) => setTimeout(r, 1100));
   t.equal(await oauthError(oidc.authorizationCodeGrant(c, cb, { pkceCodeVerifier: k.verifier, expectedState: k.state })), 'invalid_grant');
 });
+
+t.test('odd requests: methods, upgrades, the metadata path on hosts with and without oauth, a host outside any org', async (t) => {
+  const postMeta = await httpsGet(o, ORG_HOST, '/.well-known/oauth-authorization-server', { method: 'POST' });
+  t.equal(postMeta.status, 405);
+  t.equal(json(postMeta.body)['error'], 'invalid_request');
+  const withQuery = await httpsGet(o, ORG_HOST, '/.well-known/oauth-authorization-server?x=1');
+  t.equal(json(withQuery.body)['issuer'], o.issuer);
+  const postAuthorize = await httpsGet(o, ORG_HOST, '/oauth/authorize', { method: 'POST', headers: { authorization: `Bearer ${o.user}` } });
+  t.equal(postAuthorize.status, 405);
+  t.equal(postAuthorize.headers['allow'], 'GET');
+  const putAuthenticate = await httpsGet(o, ORG_HOST, '/oauth/authenticate', { method: 'PUT' });
+  t.equal(putAuthenticate.status, 405);
+  const badScope = await httpsGet(o, ORG_HOST, '/oauth/authenticate?scope=%22', { headers: { authorization: 'Bearer x' } });
+  t.equal(json(badScope.body)['error'], 'invalid_request');
+  const upgrade = await httpsGet(o, ORG_HOST, '/oauth/token', { headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' } });
+  t.equal(upgrade.status, 400, 'upgrades on an oauth location are refused');
+
+  const other = await startOAuthAppliance(t, {}, undefined, {
+    'api.yaml': { host: 'api.{domain}', locations: [{ path: '/', static: { root: '.' } }, { path: '/oauth', service: 'oauth' }] },
+  });
+  const api = await httpsGet(other, 'api.example.test', '/.well-known/oauth-authorization-server');
+  t.equal(api.status, 404, 'no org, no issuer');
+  t.equal(json(api.body)['error'], 'invalid_request');
+  // A host without an oauth location: the path is the host's own.
+  await (await import('./helpers/appliance.js')).admin(other, 'PUT', '/v1/hosts/uc-00000000-0000-4000-8000-000000000009.' + ORG_HOST, {
+    access: 'public', locations: [{ path: '/', upstream: 'http://127.0.0.1:9' }],
+  });
+  const plain = await httpsGet(other, 'uc-00000000-0000-4000-8000-000000000009.' + ORG_HOST, '/.well-known/oauth-authorization-server');
+  t.equal(plain.status, 502, 'proxied to the upstream (nothing listens there)');
+});

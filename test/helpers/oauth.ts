@@ -57,9 +57,9 @@ export function hostEntry(host: string, oauthAccess?: unknown): Record<string, u
 }
 
 /** An appliance with ORG (org + uc host) and ORG2 (org host) serving oauth, and three clients. */
-export async function startOAuthAppliance(t: Teardown, overrides: Record<string, unknown> = {}, port?: number): Promise<OAuthAppliance> {
+export async function startOAuthAppliance(t: Teardown, overrides: Record<string, unknown> = {}, port?: number, routes: Record<string, unknown> = {}): Promise<OAuthAppliance> {
   const p = port ?? (await freePort());
-  const ta = await startTestAppliance(t, { listen: { https: `127.0.0.1:${p}`, http: '127.0.0.1:0', admin: '127.0.0.1:0' }, ...overrides });
+  const ta = await startTestAppliance(t, { listen: { https: `127.0.0.1:${p}`, http: '127.0.0.1:0', admin: '127.0.0.1:0' }, ...overrides }, routes);
   const o = await setUp(t, ta, p);
   return o;
 }
