@@ -5,10 +5,9 @@
 
 import t from 'tap';
 import * as oidc from 'openid-client';
-import { oauthError } from './helpers/oauth.js';
 import { httpsGet } from './helpers/appliance.js';
 import {
-  CB, CONF_ID, CONF_SECRET, ORG, ORG_HOST, PUB_ID, UC_HOST, authorizeAs, codeFor, discover, pkce, startOAuthAppliance,
+  CB, CONF_ID, CONF_SECRET, ORG, ORG_HOST, PUB_ID, UC_HOST, authorizeAs, codeFor, discover, oauthError, pkce, startOAuthAppliance,
 } from './helpers/oauth.js';
 
 const o = await startOAuthAppliance(t);

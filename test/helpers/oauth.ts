@@ -47,7 +47,7 @@ export interface OAuthAppliance extends TestAppliance {
   readonly user: string;
 }
 
-export function hostEntry(host: string, oauthAccess?: unknown): Record<string, unknown> {
+export function hostEntry(oauthAccess?: unknown): Record<string, unknown> {
   return {
     locations: [
       { path: '/', upstream: 'http://127.0.0.1:9' },
@@ -68,7 +68,7 @@ export async function setUp(t: Teardown, ta: TestAppliance, port: number, regist
   if (register) {
     // The org's default access (org member) guards authorize; the container host allows its owner.
     for (const [host, access] of [[ORG_HOST, undefined], [UC_HOST, { scope: `org:${ORG}:member` }], [ORG2_HOST, undefined]] as const) {
-      const r = await admin(ta, 'PUT', `/v1/hosts/${host}`, hostEntry(host, access));
+      const r = await admin(ta, 'PUT', `/v1/hosts/${host}`, hostEntry(access));
       if (r.status !== 201 && r.status !== 200) throw new Error(`PUT ${host}: ${r.status} ${JSON.stringify(r.json)}`);
     }
     await putClient(ta, CONF_ID, { org_id: ORG, redirect_uris: [CB, `https://${ORG_HOST}/cb?app=1`], scopes: ['read', 'write'], secret: CONF_SECRET });
