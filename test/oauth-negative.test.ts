@@ -189,6 +189,7 @@ t.test('oversized, duplicated and malformed parameters', async (t) => {
   t.equal(json(notForm.body)['error'], 'invalid_request');
   const get = await httpsGet(o, ORG_HOST, '/oauth/token');
   t.equal(get.status, 405);
+  t.equal(get.headers['allow'], 'POST');
   t.equal(json(get.body)['error'], 'invalid_request');
   const nope = await post(o, '/oauth/token', 'grant_type=password&username=a&password=b', { authorization: basic(CONF_ID, CONF_SECRET) });
   t.equal(json(nope.body)['error'], 'unsupported_grant_type');
@@ -215,6 +216,7 @@ t.test('expired code', async (t) => {
 t.test('odd requests: methods, upgrades, the metadata path on hosts with and without oauth, a host outside any org', async (t) => {
   const postMeta = await httpsGet(o, ORG_HOST, '/.well-known/oauth-authorization-server', { method: 'POST' });
   t.equal(postMeta.status, 405);
+  t.equal(postMeta.headers['allow'], 'GET, HEAD');
   t.equal(json(postMeta.body)['error'], 'invalid_request');
   const withQuery = await httpsGet(o, ORG_HOST, '/.well-known/oauth-authorization-server?x=1');
   t.equal(json(withQuery.body)['issuer'], o.issuer);
@@ -223,6 +225,7 @@ t.test('odd requests: methods, upgrades, the metadata path on hosts with and wit
   t.equal(postAuthorize.headers['allow'], 'GET');
   const putAuthenticate = await httpsGet(o, ORG_HOST, '/oauth/authenticate', { method: 'PUT' });
   t.equal(putAuthenticate.status, 405);
+  t.equal(putAuthenticate.headers['allow'], 'GET, HEAD, POST');
   const badScope = await httpsGet(o, ORG_HOST, '/oauth/authenticate?scope=%22', { headers: { authorization: 'Bearer x' } });
   t.equal(json(badScope.body)['error'], 'invalid_request');
   const upgrade = await httpsGet(o, ORG_HOST, '/oauth/token', { headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' } });

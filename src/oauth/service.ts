@@ -27,6 +27,9 @@ type Endpoint = (ctx: OAuthContext, req: IncomingMessage, res: ServerResponse, i
 /** The form-body endpoints: POST only (RFC 6749 §3.2, RFC 7662 §2.1, RFC 7009 §2.1). */
 const POSTS: Readonly<Record<string, Endpoint>> = { '/token': token, '/introspect': introspect, '/revoke': revoke };
 
+/** The `Allow` header of a 405 (RFC 9110 §15.5.6); the form endpoints take POST. authorize sets its own. */
+const ALLOW: Readonly<Record<string, string>> = { [METADATA_PATH]: 'GET, HEAD', '/authenticate': 'GET, HEAD, POST' };
+
 export async function openOAuth(deps: ServiceDeps): Promise<Service> {
   const store = await OAuthStore.open(deps.config.data_dir, deps.config.oauth, deps.log);
   const ctx: OAuthContext = {
@@ -47,7 +50,7 @@ export async function openOAuth(deps: ServiceDeps): Promise<Service> {
     }
     // A body left unread (refused early or too large) cannot leave a reusable connection.
     if (!req.complete) res.shouldKeepAlive = false;
-    if (err.status === 405) res.setHeader('allow', 'POST');
+    if (err.status === 405) res.setHeader('allow', ALLOW[endpoint] ?? 'POST');
     if (page) sendErrorPage(res, err);
     else sendOAuthError(res, err);
   };
