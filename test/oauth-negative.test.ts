@@ -85,8 +85,9 @@ t.test('PKCE: missing, plain, no method, wrong verifier, verifier without challe
   t.equal(json(noVerifier.body)['error'], 'invalid_request');
 
   // A verifier without a challenge: no code is ever issued without one (the
-  // authorize above refused), so the only codes a verifier can go with have a
-  // challenge; a verifier with an invented code is invalid_grant.
+  // authorize above refused), and a verifier with an invented code is
+  // invalid_grant. A stored code that has no challenge is refused too
+  // (test/oauth-state.test.ts, the restart test).
   const forged = await post(o, '/oauth/token', `grant_type=authorization_code&code=ewc_${'A'.repeat(43)}&redirect_uri=${encodeURIComponent(CB)}&code_verifier=${right.verifier}`, { authorization: basic(CONF_ID, CONF_SECRET) });
   t.equal(forged.status, 400);
   t.equal(json(forged.body)['error'], 'invalid_grant');

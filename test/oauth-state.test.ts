@@ -4,16 +4,17 @@
 // workers reach it over the service socket); only hashes on disk; nothing
 // secret in any log line.
 
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { appendFile, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import * as oidc from 'openid-client';
 import { startAppliance } from '../src/appliance.js';
 import { loadConfig } from '../src/config/load.js';
 import { createLogger } from '../src/log.js';
+import { hashValue } from '../src/oauth/secrets.js';
 import { admin, httpsGet, portOf, userToken, writeTestConfig, type TestAppliance } from './helpers/appliance.js';
 import {
-  CB, CONF_ID, CONF_SECRET, ORG, ORG2, ORG_HOST, codeFor, discover, oauthError, orgToken, pkce, setUp, startOAuthAppliance,
+  CB, CONF_ID, CONF_SECRET, ORG, ORG2, ORG_HOST, basic, codeFor, discover, oauthError, orgToken, pkce, setUp, startOAuthAppliance,
   type OAuthAppliance,
 } from './helpers/oauth.js';
 import { childrenOf, freePort, startEdgeway } from './helpers/process.js';
@@ -58,7 +59,25 @@ t.test('a restart between authorize and token: the code, the clients and the tok
   const cb = await codeFor(first.o, conf1, k);
   await first.stop();
 
+  // A code stored without a PKCE challenge (no edgeway issues one; as if written by hand) must not
+  // take a verifier: the journal gets one such record while edgeway is down.
+  const oauthDir = join(first.o.cfg.data_dir, 'oauth');
+  const gen = /"id":"app-confidential"[^}]*"gen":"([^"]+)"/.exec(await filesUnder(oauthDir))![1]!;
+  const bare = `ewc_${'B'.repeat(43)}`;
+  const latest = (await readdir(oauthDir)).filter((f) => f.startsWith('journal-')).sort((a, b) => parseInt(a.slice(8)) - parseInt(b.slice(8))).at(-1)!;
+  await appendFile(join(oauthDir, latest), JSON.stringify({
+    o: 'code', h: hashValue(bare),
+    c: { client: CONF_ID, gen, org: ORG, redirect_uri: CB, redirect_given: true, challenge: '', scope: ['read'], sub: 'user-1', exp: Date.now() + 60_000 },
+  }) + '\n');
+
   const second = await bootInProcess(t, file, dir, port, false);
+  const downgrade = await httpsGet(second.o, ORG_HOST, '/oauth/token', {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(CONF_ID, CONF_SECRET) },
+    body: `grant_type=authorization_code&code=${bare}&redirect_uri=${encodeURIComponent(CB)}&code_verifier=${k.verifier}`,
+  });
+  t.equal(downgrade.status, 400, 'a verifier without a challenge');
+  t.equal(JSON.parse(downgrade.body).error, 'invalid_grant');
   const conf2 = await discover(second.o, second.o.issuer, CONF_ID, oidc.ClientSecretBasic(CONF_SECRET));
   const tokens = await oidc.authorizationCodeGrant(conf2, cb, { pkceCodeVerifier: k.verifier, expectedState: k.state });
   t.ok(tokens.access_token, 'the code issued before the restart is exchanged after it');

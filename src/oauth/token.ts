@@ -83,6 +83,9 @@ async function exchangeCode(ctx: OAuthContext, p: ReadonlyMap<string, string>, c
     rec.client !== client.id || rec.gen !== client.gen || rec.org !== iss.org ? 'the code was issued to another client'
     : rec.exp <= Date.now() ? 'the code is invalid or expired'
     : (rec.redirect_given || p.has('redirect_uri')) && p.get('redirect_uri') !== rec.redirect_uri ? 'redirect_uri differs from the authorization request'
+    // RFC 9700 §2.1.1: a verifier for a code issued without a challenge is a PKCE downgrade. Every
+    // code edgeway issues has one; a record without one (damaged, or written by hand) is refused.
+    : rec.challenge === '' ? 'the code was issued without a code_challenge'
     : !sameString(s256(verifier), rec.challenge) ? 'code_verifier does not match the code_challenge'
     : undefined;
   if (why !== undefined) {
