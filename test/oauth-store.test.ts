@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import t from 'tap';
 import { validateConfig } from '../src/config/validate.js';
 import { createLogger } from '../src/log.js';
-import { hashValue } from '../src/oauth/secrets.js';
+import { asOAuthError } from '../src/oauth/protocol-errors.js';
+import { TooBusy, hashClientSecret, hashValue, verifyClientSecret } from '../src/oauth/secrets.js';
 import { OAuthStore } from '../src/oauth/store.js';
 
 const ORG = '7f3a0000-0000-4000-8000-000000000002';
@@ -137,4 +138,23 @@ t.test('the journal: reopen replays, compaction keeps state, a torn or unreadabl
   const again = await OAuthStore.open(dir, cfg, log);
   t.ok(again.client('c1'), 'nothing after an unreadable line is applied');
   await again.close();
+});
+
+t.test('client secrets: scrypt with a bounded queue, so a flood of wrong secrets cannot take the thread pool', async (t) => {
+  const stored = await hashClientSecret('right-secret-0123456789abcdef0123456789');
+  t.match(stored, /^scrypt\$16384\$8\$1\$/);
+  t.equal(await verifyClientSecret('right-secret-0123456789abcdef0123456789', stored), true);
+  t.equal(await verifyClientSecret('wrong', stored), false);
+  t.equal(await verifyClientSecret('x', 'bcrypt$whatever'), false, 'an unknown format never verifies');
+  // Cheap parameters (read from the stored string) make the queue's bound reachable quickly.
+  const cheap = `scrypt$2$1$1$${Buffer.alloc(16).toString('base64url')}$${'A'.repeat(43)}`;
+  const results = await Promise.allSettled(Array.from({ length: 300 }, () => verifyClientSecret('guess', cheap)));
+  const busy = results.filter((r) => r.status === 'rejected' && r.reason instanceof TooBusy).length;
+  t.equal(busy, 300 - 2 - 256, 'two running, 256 queued, the rest refused at once');
+  t.ok(results.every((r) => r.status === 'rejected' || r.value === false));
+  const e = asOAuthError(new TooBusy('x'));
+  t.equal(e.code, 'temporarily_unavailable');
+  t.equal(e.status, 503);
+  t.equal(asOAuthError(new Error('disk')).code, 'server_error');
+  t.equal(await verifyClientSecret('guess', cheap), false, 'the queue drained');
 });

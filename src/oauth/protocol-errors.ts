@@ -10,6 +10,7 @@
 // proxy or browser may keep, nor into a log).
 
 import type { ServerResponse } from 'node:http';
+import { TooBusy } from './secrets.js';
 
 export const OAUTH_ERRORS = {
   // RFC 6749 §5.2 (token endpoint) and §4.1.2.1 (authorization response)
@@ -69,7 +70,9 @@ export function sendOAuthError(res: ServerResponse, err: OAuthError, extra?: Rec
 
 /** Any thrown value as an OAuth answer: an OAuthError as itself, anything else as server_error (logged by the caller). */
 export function asOAuthError(e: unknown): OAuthError {
-  return e instanceof OAuthError ? e : new OAuthError('server_error', 'the request could not be completed');
+  if (e instanceof OAuthError) return e;
+  if (e instanceof TooBusy) return new OAuthError('temporarily_unavailable', 'too many requests; retry shortly');
+  return new OAuthError('server_error', 'the request could not be completed');
 }
 
 const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };

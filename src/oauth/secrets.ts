@@ -38,10 +38,42 @@ const R = 8;
 const P = 1;
 const KEY_LEN = 32;
 
-function scryptAsync(secret: string, salt: Buffer, n: number, r: number, p: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    scrypt(secret, salt, KEY_LEN, { N: n, r, p, maxmem: 64 * 1024 * 1024 }, (err, key) => (err ? reject(err) : resolve(key)));
-  });
+// At most two run at once, in a bounded queue: libuv's pool has four threads
+// and the journal's writes and fsyncs need them too, so a flood of wrong
+// secrets (each one a full KDF run, never cached) must not stall every
+// grant. Past the queue, callers get TooBusy (503 temporarily_unavailable).
+const MAX_RUNNING = 2;
+const MAX_QUEUED = 256;
+let running = 0;
+const queue: (() => void)[] = [];
+
+export class TooBusy extends Error {}
+
+/** A slot among MAX_RUNNING; a queued caller is handed the slot of the one that finished. */
+async function acquire(): Promise<void> {
+  if (running < MAX_RUNNING) {
+    running++;
+    return;
+  }
+  if (queue.length >= MAX_QUEUED) throw new TooBusy('too many client secrets being checked');
+  await new Promise<void>((resolve) => queue.push(resolve));
+}
+
+function release(): void {
+  const next = queue.shift();
+  if (next !== undefined) next();
+  else running--;
+}
+
+async function scryptAsync(secret: string, salt: Buffer, n: number, r: number, p: number): Promise<Buffer> {
+  await acquire();
+  try {
+    return await new Promise((resolve, reject) => {
+      scrypt(secret, salt, KEY_LEN, { N: n, r, p, maxmem: 64 * 1024 * 1024 }, (err, key) => (err ? reject(err) : resolve(key)));
+    });
+  } finally {
+    release();
+  }
 }
 
 /** `scrypt$N$r$p$salt$hash`, parameters kept so they can be raised later without breaking stored clients. */
