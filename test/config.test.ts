@@ -72,6 +72,7 @@ function defaults(dir: string, domain: string, port: number) {
       drain_timeout_ms: 10000,
     },
     proxy: { timeout_ms: 60000, connect_timeout_ms: 5000, pool_connections: 128, max_fails: 3, eject_ms: 10000, forwarder: 'lean' },
+    oauth: { code_ttl_s: 60, access_token_ttl_s: 3600, refresh_token_ttl_s: 2_592_000, max_param_bytes: 2048, max_body_bytes: 16_384, sweep_interval_s: 60 },
     log: { level: 'info', access_log: true },
   };
 }

@@ -73,6 +73,21 @@ export interface ProxyConfig {
   readonly forwarder: 'lean' | 'undici';
 }
 
+/** The OAuth2 authorization server (DESIGN.md "OAuth2 (contract)", src/oauth/). */
+export interface OAuthConfig {
+  /** Authorization code lifetime; RFC 6749 §4.1.2 recommends at most 10 minutes, issue 7 caps it at 60 s. */
+  readonly code_ttl_s: number;
+  readonly access_token_ttl_s: number;
+  /** Each rotation issues a refresh token valid this long. */
+  readonly refresh_token_ttl_s: number;
+  /** Longest value of any one OAuth parameter (state, redirect_uri, scope, …). */
+  readonly max_param_bytes: number;
+  /** Longest form body on token, introspect, revoke, authenticate. */
+  readonly max_body_bytes: number;
+  /** How often expired codes and tokens are swept from memory and the store compacted. */
+  readonly sweep_interval_s: number;
+}
+
 export interface Config {
   /** Absolute path of the file this came from (for SIGHUP reloads). */
   readonly config_file: string;
@@ -108,6 +123,7 @@ export interface Config {
   };
   readonly limits: LimitsConfig;
   readonly proxy: ProxyConfig;
+  readonly oauth: OAuthConfig;
   readonly log: {
     readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
     readonly access_log: boolean;

@@ -106,6 +106,17 @@ export function validateConfig(raw: unknown, configFile: string): Config {
   };
   prx.done();
 
+  const oa = top.section('oauth');
+  const oauth = {
+    code_ttl_s: oa.int('code_ttl_s', 60, 1, 60),
+    access_token_ttl_s: oa.int('access_token_ttl_s', 3600, 60, 86_400),
+    refresh_token_ttl_s: oa.int('refresh_token_ttl_s', 30 * 86_400, 300, 365 * 86_400),
+    max_param_bytes: oa.int('max_param_bytes', 2048, 256, 65_536),
+    max_body_bytes: oa.int('max_body_bytes', 16_384, 1024, 1_048_576),
+    sweep_interval_s: oa.int('sweep_interval_s', 60, 1, 3600),
+  };
+  oa.done();
+
   const logSec = top.section('log');
   const log = {
     level: logSec.oneOf('level', LOG_LEVELS, 'info'),
@@ -117,7 +128,7 @@ export function validateConfig(raw: unknown, configFile: string): Config {
   if (issues.list.length > 0) throw toError(issues);
   return {
     config_file: configFile, domain, listen, workers, data_dir, routes_dir, public_port,
-    tls, auth, admin, limits, proxy, log,
+    tls, auth, admin, limits, proxy, oauth, log,
   };
 }
 

@@ -148,8 +148,8 @@ function newGroup(): Group {
   return { promise, resolve, reject };
 }
 
-/** One journal file being appended to. */
-export class JournalWriter {
+/** One journal file being appended to; `R` is the record type (host entries by default, the OAuth store's records in src/oauth/store-journal.ts). */
+export class JournalWriter<R = JournalRecord> {
   /** Bytes and records appended through this writer. */
   bytes = 0;
   records = 0;
@@ -167,8 +167,8 @@ export class JournalWriter {
   ) {}
 
   /** Creates the file (it must not exist: a generation is written by one process only). */
-  static async create(path: string): Promise<JournalWriter> {
-    return new JournalWriter(path, await open(path, 'ax', 0o600));
+  static async create<R = JournalRecord>(path: string): Promise<JournalWriter<R>> {
+    return new JournalWriter<R>(path, await open(path, 'ax', 0o600));
   }
 
   /** Set once a write or fsync failed; nothing more is accepted (its pages may be lost, fsyncgate). */
@@ -177,7 +177,7 @@ export class JournalWriter {
   }
 
   /** Resolves once `rec` and everything appended before it is on disk. */
-  append(rec: JournalRecord): Promise<void> {
+  append(rec: R): Promise<void> {
     if (this.#failed !== undefined) return Promise.reject(this.#failed);
     if (this.#closed) return Promise.reject(new Error(`${this.path}: journal closed`));
     const line = JSON.stringify(rec) + '\n';

@@ -16,6 +16,12 @@ export interface HostHit {
   readonly wildcard: boolean;
 }
 
+const OAUTH_METADATA = '/.well-known/oauth-authorization-server';
+
+function isOAuthMetadata(path: string): boolean {
+  return path.startsWith(OAUTH_METADATA) && (path.length === OAUTH_METADATA.length || path.charCodeAt(OAUTH_METADATA.length) === 0x3f /* '?' */);
+}
+
 /** [HostHit, then (prefix: string, match: RouteMatch) pairs]; see the file comment. */
 type Lookup = readonly unknown[];
 
@@ -163,6 +169,15 @@ export class RouteTable {
   match(host: string, path: string): RouteMatch | undefined {
     const lookup = this.#lookup(host);
     if (lookup === undefined) return undefined;
+    // RFC 8414 metadata lives at the root of a host, outside its oauth
+    // location (DESIGN.md "OAuth2"): on a host that has one, that exact path
+    // goes there. One character test keeps other paths off this branch.
+    if (path.charCodeAt(1) === 0x2e /* '.' */ && isOAuthMetadata(path)) {
+      for (let i = 2; i < lookup.length; i += 2) {
+        const m = lookup[i] as RouteMatch;
+        if (m.location.service === 'oauth') return m;
+      }
+    }
     for (let i = 1; i < lookup.length; i += 2) {
       if (prefixMatches(lookup[i] as string, path)) return lookup[i + 1] as RouteMatch;
     }
