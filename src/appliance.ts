@@ -30,7 +30,7 @@ export interface ApplianceOptions {
 }
 
 export async function startAppliance(cfg: Config, log: Logger, opts: ApplianceOptions = {}): Promise<Appliance> {
-  const certs = await openCertSource(cfg);
+  const certs = await openCertSource(cfg, log);
   const state = new DataState(cfg.domain, toPem(await certs.fallback()), certs.loader?.());
   const sink = new InProcessSink(state);
   const observe = createObservability({

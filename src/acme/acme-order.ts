@@ -1,0 +1,159 @@
+// One ACME certificate order, end to end (RFC 8555 §7.1 "Overview"): account,
+// new order, DNS-01 for every authorization, finalize with a CSR, download.
+// acme-client speaks the protocol (JWS, nonces, polling); this file only
+// decides the order of the steps, because acme-client's `auto()` removes each
+// challenge as soon as its own authorization is done, and `{domain}` and
+// `*.{domain}` share one challenge name whose clear-txt removes both values
+// (DESIGN.md "Configuration"): every TXT record stays until every
+// authorization of the order is final.
+
+import https from 'node:https';
+import { rootCertificates } from 'node:tls';
+import { readFile } from 'node:fs/promises';
+import * as acme from 'acme-client';
+import type { AcmeConfig } from '../config/types.js';
+import { EdgewayError } from '../errors.js';
+import { challengeName, type Dns01Hook } from './dns01.js';
+
+/** What a successful order yields: the leaf and its chain, and the key the CSR was made with. */
+export interface Issued {
+  readonly certPem: string;
+  readonly keyPem: string;
+}
+
+/** Step names, so a failure says where it happened (`last_error` in /v1/certs). */
+type Step = 'account' | 'order' | 'dns' | 'validation' | 'finalize' | 'download';
+
+/**
+ * Polling of authorizations and orders (acme-client's backoff): first look
+ * after 0.5 s, doubling to 15 s, 12 looks (about 2 minutes): Let's Encrypt
+ * validates DNS-01 within seconds; a CA slower than that is a failed order,
+ * retried later by the manager.
+ */
+const BACKOFF = { backoffAttempts: 12, backoffMin: 500, backoffMax: 15_000 };
+
+let httpConfigured = false;
+
+/**
+ * acme-client sends through one shared axios instance. Its own retry of
+ * network errors (5 attempts, 75 s) would hide an ACME server that is down
+ * from the manager's backoff: one quick retry, a timeout, and the extra CA
+ * of `tls.acme.ca_file` (for Pebble, or a private CA) next to the public roots.
+ */
+async function configureHttp(cfg: AcmeConfig): Promise<void> {
+  if (httpConfigured) return;
+  const settings = (acme.axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number; retryDefaultDelay: number } }).acmeSettings;
+  settings.retryMaxAttempts = 1;
+  settings.retryDefaultDelay = 2;
+  acme.axios.defaults.timeout = 30_000;
+  if (cfg.ca_file !== undefined) {
+    const extra = await readFile(cfg.ca_file, 'utf8');
+    acme.axios.defaults.httpsAgent = new https.Agent({ ca: [...rootCertificates, extra], keepAlive: true });
+  }
+  httpConfigured = true;
+}
+
+function failed(step: Step, e: unknown): EdgewayError {
+  if (e instanceof EdgewayError) return e;
+  const err = e as { message?: string; code?: string };
+  const why = err.message ?? err.code ?? String(e);
+  return new EdgewayError('ACME_ORDER_FAILED', `${step}: ${why.slice(0, 500)}`, { cause: e });
+}
+
+export class AcmeOrderer {
+  private accountKnown = false;
+
+  private constructor(
+    private readonly cfg: AcmeConfig,
+    private readonly client: acme.Client,
+    private readonly dns: Dns01Hook,
+  ) {}
+
+  static async open(cfg: AcmeConfig, accountKeyPem: string, dns: Dns01Hook): Promise<AcmeOrderer> {
+    await configureHttp(cfg);
+    const client = new acme.Client({ directoryUrl: cfg.directory_url, accountKey: accountKeyPem, ...BACKOFF });
+    return new AcmeOrderer(cfg, client, dns);
+  }
+
+  /**
+   * Obtains a certificate for `names` (wildcards allowed). Throws an
+   * EdgewayError (ACME_ORDER_FAILED naming the step, or ACME_DNS_FAILED) on any
+   * failure; TXT records it set are cleared whatever happens.
+   */
+  async order(names: readonly string[]): Promise<Issued> {
+    try {
+      return await this.attempt(names);
+    } catch (e) {
+      this.accountKnown = false;
+      throw e;
+    }
+  }
+
+  private async attempt(names: readonly string[]): Promise<Issued> {
+    await this.step('account', () => this.ensureAccount());
+    let order = await this.step('order', () => this.client.createOrder({ identifiers: names.map((value) => ({ type: 'dns', value })) }));
+    const authzs = await this.step('order', () => this.client.getAuthorizations(order));
+    const published = new Map<string, string>();
+    try {
+      const pending: { authz: acme.Authorization; challenge: acme.Authorization['challenges'][number] }[] = [];
+      for (const authz of authzs) {
+        // A still-valid authorization of this account needs no new proof (RFC 8555 §7.1.4).
+        if (authz.status === 'valid') continue;
+        const challenge = authz.challenges.find((c) => c.type === 'dns-01');
+        if (challenge === undefined) throw new EdgewayError('ACME_ORDER_FAILED', `order: no dns-01 challenge offered for ${authz.identifier.value}`);
+        const value = await this.step('order', () => this.client.getChallengeKeyAuthorization(challenge));
+        const fqdn = challengeName(authz.identifier.value);
+        await this.dns.set(fqdn, value);
+        published.set(fqdn, value);
+        pending.push({ authz, challenge });
+      }
+      if (pending.length > 0 && this.cfg.dns01.propagation_wait_s > 0) {
+        await new Promise((r) => setTimeout(r, this.cfg.dns01.propagation_wait_s * 1000));
+      }
+      await this.step('validation', async () => {
+        await Promise.all(pending.map((p) => this.client.completeChallenge(p.challenge)));
+        await Promise.all(pending.map((p) => this.client.waitForValidStatus(p.authz)));
+      });
+    } finally {
+      // Every authorization is final here (valid, invalid, or the order gave up):
+      // only now may a shared challenge name be cleared.
+      for (const [fqdn, value] of published) {
+        await this.dns.clear(fqdn, value).catch(() => undefined);
+      }
+    }
+    const keyPem = (await acme.crypto.createPrivateEcdsaKey('P-256')).toString();
+    const [, csr] = await acme.crypto.createCsr({ altNames: [...names] }, keyPem);
+    order = await this.step('finalize', () => this.client.finalizeOrder(order, csr));
+    const certPem = await this.step('download', () => this.client.getCertificate(order));
+    return { certPem, keyPem };
+  }
+
+  /**
+   * newAccount with an existing key returns that account (RFC 8555 §7.3.1).
+   * Done once, and again after any failed order: that also recovers from a CA
+   * that lost or expired the account (a Pebble restart, a deactivation), where
+   * a stale account URL would otherwise fail every order forever.
+   */
+  private async ensureAccount(): Promise<void> {
+    if (this.accountKnown) return;
+    const api = (this.client as unknown as { api: { accountUrl: string | null } }).api;
+    api.accountUrl = null;
+    const contact = this.cfg.email === undefined ? {} : { contact: [`mailto:${this.cfg.email}`] };
+    try {
+      await this.client.createAccount({ termsOfServiceAgreed: true, ...contact });
+    } catch (e) {
+      // For an existing account acme-client follows up with an update that
+      // some CAs (Pebble) refuse when nothing changes; the account URL is known by then.
+      if (api.accountUrl === null) throw e;
+    }
+    this.accountKnown = true;
+  }
+
+  private async step<T>(step: Step, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      throw failed(step, e);
+    }
+  }
+}
