@@ -38,6 +38,7 @@ export async function startAppliance(cfg: Config, log: Logger, opts: ApplianceOp
     log,
     table: state.table,
     certificates: () => state.certs.list(),
+    certStates: () => certs.stateCounts?.(),
     ...(opts.processMetrics === undefined ? {} : { processMetrics: opts.processMetrics }),
   });
   const control = await startControl(cfg, certs, sink, log, { activity: observe.activity, metrics: observe.metrics }, state.table);

@@ -56,8 +56,24 @@ async function configureHttp(cfg: AcmeConfig): Promise<void> {
 function failed(step: Step, e: unknown): EdgewayError {
   if (e instanceof EdgewayError) return e;
   const err = e as { message?: string; code?: string };
-  const why = err.message ?? err.code ?? String(e);
+  const why = problems(err.message) ?? err.message ?? err.code ?? String(e);
   return new EdgewayError('ACME_ORDER_FAILED', `${step}: ${why.slice(0, 500)}`, { cause: e });
+}
+
+/**
+ * acme-client reports an invalid authorization as its whole JSON; the cause
+ * is in its challenges' RFC 8555 §7.1.4 `error` problem documents (RFC 7807):
+ * `<identifier>: <type> <detail>`.
+ */
+function problems(message: string | undefined): string | undefined {
+  if (message === undefined || !message.startsWith('{')) return undefined;
+  try {
+    const authz = JSON.parse(message) as { identifier?: { value?: string }; challenges?: { error?: { type?: string; detail?: string } }[] };
+    const errs = (authz.challenges ?? []).flatMap((c) => (c.error === undefined ? [] : [`${c.error.type ?? ''} ${c.error.detail ?? ''}`.trim()]));
+    return errs.length === 0 ? undefined : `${authz.identifier?.value ?? '?'}: ${errs.join('; ')}`;
+  } catch {
+    return undefined;
+  }
 }
 
 export class AcmeOrderer {

@@ -42,6 +42,7 @@ export async function startPrimary(cfg: Config, log: Logger, workerArgs: readonl
     workers: cfg.workers,
     hosts: () => store?.list().map((s) => s.entry.host) ?? [],
     tableSize: () => store?.health().hosts ?? 0,
+    certStates: () => certs.stateCounts?.(),
   });
   // The services (collab, oauth) live here and route by a copy of the table.
   const mirror = new MirrorSink(sink, cfg.domain);
