@@ -306,5 +306,55 @@ if (missing !== null) {
       t.match(r.last_error!.message, /budget\.certificates_per_week \(1\) used up; next certificate possible at \d{4}-/);
       t.equal((await ledger(ta)).filter((e) => e.kind === 'order').length, 1, 'no order was sent');
     });
+
+    t.test('an ACME server that answers garbage: logged, retried, something is still served', async (t) => {
+      const [cert, key] = await Promise.all([readFile(pebble.tlsCert, 'utf8'), readFile(pebble.tlsKey, 'utf8')]);
+      let hits = 0;
+      const garbage = https.createServer({ cert, key }, (_req, res) => {
+        hits++;
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"this is": "not an ACME directory"');
+      });
+      await new Promise<void>((r) => garbage.listen(0, '127.0.0.1', r));
+      t.teardown(() => new Promise((r) => garbage.close(r)));
+      const port = (garbage.address() as { port: number }).port;
+      const ta = await startTestAppliance(t, acmeConfig({ ...pebble, directoryUrl: `https://localhost:${port}/dir` }));
+      const { rows } = await until(ta, 'failure recorded', (rows) => row(rows, 'domain')?.last_error != null);
+      const r = row(rows, 'domain')!;
+      t.equal(r.state, 'pending');
+      t.equal(r.last_error!.code, 'acme_order_failed');
+      t.match(r.last_error!.message, /^account: /, `named: ${r.last_error!.message}`);
+      await until(ta, 'a retry', () => hits >= 2, 10_000);
+      const peer = await handshake(ta.httpsPort, DOMAIN, root);
+      t.notOk(peer.authorized, 'no ACME certificate yet');
+      t.match(peer.san, `DNS:*.${DOMAIN}`, 'but a placeholder for {domain} and *.{domain} answers the handshake');
+      t.equal((await fetch(`${ta.adminUrl}/v1/health`)).status, 200, 'and edgeway is healthy');
+    });
+
+    // Last: restarts Pebble, whose root changes with every start.
+    t.test('ACME server down, then back having forgotten the account: retried until it works, old certificate serving meanwhile', async (t) => {
+      const ta = await startTestAppliance(t, acmeConfig(pebble));
+      await until(ta, 'domain certificate', (rows) => row(rows, 'domain')?.state === 'ready');
+
+      await pebble.stopAcme();
+      await admin(ta, 'PUT', `/v1/hosts/${UC_HOST}`, entry('http://127.0.0.1:9'));
+      const { rows } = await until(ta, 'failure recorded', (rows) => row(rows, `org-${ORG}`)?.last_error != null);
+      t.match(row(rows, `org-${ORG}`)!.last_error!.message, /ECONNREFUSED/, 'the cause is named');
+      t.ok((await handshake(ta.httpsPort, DOMAIN, root)).authorized, 'the domain certificate keeps serving while the CA is down');
+
+      await pebble.startAcme();
+      const root2 = await pebble.root();
+      await until(ta, 'org wildcard after the CA is back', (rows) => row(rows, `org-${ORG}`)?.state === 'ready');
+      t.ok((await handshake(ta.httpsPort, UC_HOST, root2)).authorized, 'uc host validates against the new root');
+
+      // The CA forgets the account between two orders: the next order fails once, registers again, succeeds.
+      await pebble.stopAcme();
+      await pebble.startAcme();
+      const root3 = await pebble.root();
+      await admin(ta, 'PUT', `/v1/hosts/${ucOf(ORG2)}`, entry('http://127.0.0.1:9'));
+      await until(ta, 'org wildcard with a re-registered account', (rows) => row(rows, `org-${ORG2}`)?.state === 'ready');
+      t.ok((await handshake(ta.httpsPort, ucOf(ORG2), root3)).authorized);
+      const orders = (await ledger(ta)).filter((e) => e.kind === 'order' && e.names.includes(`*.org-${ORG2}.${DOMAIN}`));
+      t.equal(orders.length, 2, 'one order refused for the unknown account, one that worked');
+    });
   });
 }

@@ -46,6 +46,20 @@ async function configureHttp(cfg: AcmeConfig): Promise<void> {
   settings.retryMaxAttempts = 1;
   settings.retryDefaultDelay = 2;
   acme.axios.defaults.timeout = 30_000;
+  // acme-client 5.4.0's retry interceptor turns a network error it gives up
+  // on into `TypeError: Cannot read properties of undefined (reading
+  // 'config')`, losing the cause (ECONNREFUSED, a timeout). Ahead of it, a
+  // network error becomes a plain Error naming the cause, which that
+  // interceptor passes through untouched (it only handles errors with a
+  // request config); the manager's backoff does the retrying.
+  const interceptors = acme.axios.interceptors.response as unknown as { handlers: unknown[] };
+  acme.axios.interceptors.response.use(null, (error: { code?: string; message?: string; response?: unknown; config?: unknown }) => {
+    if (error?.config !== undefined && error.response === undefined) {
+      throw new Error(`${error.message ?? error.code ?? 'network error'}`);
+    }
+    throw error;
+  });
+  interceptors.handlers.unshift(interceptors.handlers.pop());
   if (cfg.ca_file !== undefined) {
     const extra = await readFile(cfg.ca_file, 'utf8');
     acme.axios.defaults.httpsAgent = new https.Agent({ ca: [...rootCertificates, extra], keepAlive: true });
@@ -78,17 +92,23 @@ function problems(message: string | undefined): string | undefined {
 
 export class AcmeOrderer {
   private accountKnown = false;
+  private client: acme.Client;
 
   private constructor(
     private readonly cfg: AcmeConfig,
-    private readonly client: acme.Client,
+    private readonly accountKeyPem: string,
     private readonly dns: Dns01Hook,
-  ) {}
+  ) {
+    this.client = this.newClient();
+  }
 
   static async open(cfg: AcmeConfig, accountKeyPem: string, dns: Dns01Hook): Promise<AcmeOrderer> {
     await configureHttp(cfg);
-    const client = new acme.Client({ directoryUrl: cfg.directory_url, accountKey: accountKeyPem, ...BACKOFF });
-    return new AcmeOrderer(cfg, client, dns);
+    return new AcmeOrderer(cfg, accountKeyPem, dns);
+  }
+
+  private newClient(): acme.Client {
+    return new acme.Client({ directoryUrl: this.cfg.directory_url, accountKey: this.accountKeyPem, ...BACKOFF });
   }
 
   /**
@@ -100,6 +120,10 @@ export class AcmeOrderer {
     try {
       return await this.attempt(names);
     } catch (e) {
+      // Start the next attempt from scratch: acme-client caches the directory
+      // (a garbage one would stay forever) and the account URL (the CA may
+      // have lost the account).
+      this.client = this.newClient();
       this.accountKnown = false;
       throw e;
     }
@@ -153,7 +177,6 @@ export class AcmeOrderer {
   private async ensureAccount(): Promise<void> {
     if (this.accountKnown) return;
     const api = (this.client as unknown as { api: { accountUrl: string | null } }).api;
-    api.accountUrl = null;
     const contact = this.cfg.email === undefined ? {} : { contact: [`mailto:${this.cfg.email}`] };
     try {
       await this.client.createAccount({ termsOfServiceAgreed: true, ...contact });

@@ -88,6 +88,13 @@ export interface Pebble {
   stopDns(): Promise<void>;
   /** Starts challtestsrv again on the same ports. */
   startDns(): Promise<void>;
+  /** Stops Pebble (the ACME server is down). */
+  stopAcme(): Promise<void>;
+  /** Starts Pebble again on the same ports: a new root, and every account forgotten. */
+  startAcme(): Promise<void>;
+  /** Pebble's https certificate and key (localhost, signed by caFile), for a fake ACME server. */
+  readonly tlsCert: string;
+  readonly tlsKey: string;
 }
 
 export async function startPebble(t: Teardown): Promise<Pebble> {
@@ -147,13 +154,17 @@ export async function startPebble(t: Teardown): Promise<Pebble> {
     await waitFor('pebble-challtestsrv', async () => (await fetch(`${hookUrl}/clear-txt`, { method: 'POST', body: '{"host":"probe.test."}' })).ok);
   };
   await startDns();
-  start('/usr/bin/pebble', ['-config', join(dir, 'pebble.json'), '-dnsserver', `127.0.0.1:${dnsPort}`], {
-    PEBBLE_VA_NOSLEEP: '1',
-    PEBBLE_WFE_NONCEREJECT: '0',
-    PEBBLE_AUTHZREUSE: '0',
-  });
   const directoryUrl = `https://localhost:${acmePort}/dir`;
-  await waitFor('pebble', async () => (await get(directoryUrl, ca)).status === 200);
+  let acme: ChildProcess | undefined;
+  const startAcme = async (): Promise<void> => {
+    acme = start('/usr/bin/pebble', ['-config', join(dir, 'pebble.json'), '-dnsserver', `127.0.0.1:${dnsPort}`], {
+      PEBBLE_VA_NOSLEEP: '1',
+      PEBBLE_WFE_NONCEREJECT: '0',
+      PEBBLE_AUTHZREUSE: '0',
+    });
+    await waitFor('pebble', async () => (await get(directoryUrl, ca)).status === 200);
+  };
+  await startAcme();
 
   return {
     directoryUrl,
@@ -168,5 +179,11 @@ export async function startPebble(t: Teardown): Promise<Pebble> {
       if (dns !== undefined) await stop(dns);
     },
     startDns,
+    async stopAcme() {
+      if (acme !== undefined) await stop(acme);
+    },
+    startAcme,
+    tlsCert: join(dir, 'cert.pem'),
+    tlsKey: join(dir, 'key.pem'),
   };
 }
