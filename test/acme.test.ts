@@ -9,7 +9,8 @@
 
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import http from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
@@ -222,7 +223,7 @@ if (missing !== null) {
         });
       const first = await get();
       t.equal(first.status, 200);
-      const ws = new WebSocket(`wss://127.0.0.1:${ta.httpsPort}/ws`, { headers: { host: UC_HOST }, servername: UC_HOST, ca: [root] });
+      const ws = new WebSocket(`wss://127.0.0.1:${ta.httpsPort}/ws`, { headers: { host: UC_HOST }, servername: UC_HOST, ca: [root] } as WebSocket.ClientOptions);
       t.teardown(() => ws.terminate());
       await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
       const wsSerial = (ws as unknown as { _socket: tls.TLSSocket })._socket.getPeerCertificate().serialNumber;
@@ -293,6 +294,40 @@ if (missing !== null) {
       const healed = await until(ta, 'recovery', (rows) => row(rows, 'domain')?.last_error === null && row(rows, 'domain')?.not_after !== firstNotAfter);
       t.ok(row(healed.rows, 'domain')!.not_after, 'a new certificate after the faults are gone');
       t.ok((await handshake(ta.httpsPort, DOMAIN, root)).authorized);
+    });
+
+    t.test('the exec provider runs `<command> set|clear <fqdn> <value>`; a failing command is a named DNS error', async (t) => {
+      const dir = await mkdtemp(join(tmpdir(), 'edgeway-exec-hook-'));
+      t.teardown(() => rm(dir, { recursive: true, force: true }));
+      const calls = join(dir, 'calls.log');
+      const impl = join(dir, 'dns-hook.mjs');
+      const script = join(dir, 'dns-hook');
+      // A DNS "provider" for the test: writes into challtestsrv, like a script
+      // would write a zone file for CoreDNS or BIND; fails while ./broken exists.
+      // The wrapper drops tap's NODE_OPTIONS (its loaders), which the hook would inherit.
+      await writeFile(script, `#!/bin/sh\nunset NODE_OPTIONS\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(impl)} "$@"\n`, { mode: 0o755 });
+      await writeFile(
+        impl,
+        `import { appendFileSync, existsSync } from 'node:fs';
+const [op, fqdn, value] = process.argv.slice(2);
+appendFileSync(${JSON.stringify(calls)}, op + ' ' + fqdn + ' ' + (value ? 'value' : 'none') + '\\n');
+if (existsSync(${JSON.stringify(join(dir, 'broken'))})) { console.error('zone file is read-only'); process.exit(3); }
+const body = op === 'set' ? { host: fqdn, value } : { host: fqdn };
+const r = await fetch(${JSON.stringify(pebble.hookUrl)} + '/' + op + '-txt', { method: 'POST', body: JSON.stringify(body) });
+process.exit(r.ok ? 0 : 1);
+`,
+        { mode: 0o755 },
+      );
+      await writeFile(join(dir, 'broken'), '');
+      const ta = await startTestAppliance(t, acmeConfig(pebble, { dns01: { provider: 'exec', command: script, propagation_wait_s: 0 } }));
+      const bad = await until(ta, 'exec failure', (rows) => row(rows, 'domain')?.last_error?.code === 'acme_dns_failed');
+      t.match(row(bad.rows, 'domain')!.last_error!.message, `DNS command ${script} set _acme-challenge.${DOMAIN}. failed (exit 3): zone file is read-only`);
+      await rm(join(dir, 'broken'));
+      await until(ta, 'domain certificate via exec', (rows) => row(rows, 'domain')?.state === 'ready');
+      t.ok((await handshake(ta.httpsPort, DOMAIN, root)).authorized);
+      const log = await readFile(calls, 'utf8');
+      t.match(log, `set _acme-challenge.${DOMAIN}. value\nset _acme-challenge.${DOMAIN}. value\n`, 'both values of the shared name set');
+      t.match(log, `clear _acme-challenge.${DOMAIN}. value`, 'and cleared after validation');
     });
 
     t.test('a used-up budget refuses the order with a clear error', async (t) => {
