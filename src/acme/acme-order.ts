@@ -61,7 +61,15 @@ async function configureHttp(cfg: AcmeConfig): Promise<void> {
   });
   interceptors.handlers.unshift(interceptors.handlers.pop());
   if (cfg.ca_file !== undefined) {
-    const extra = await readFile(cfg.ca_file, 'utf8');
+    let extra: string;
+    try {
+      extra = await readFile(cfg.ca_file, 'utf8');
+    } catch (e) {
+      throw new EdgewayError('CONFIG_INVALID', `tls.acme.ca_file: cannot read ${cfg.ca_file}: ${(e as Error).message}`, { field: 'tls.acme.ca_file', cause: e });
+    }
+    if (!extra.includes('-----BEGIN CERTIFICATE-----')) {
+      throw new EdgewayError('CONFIG_INVALID', `tls.acme.ca_file: no PEM certificate in ${cfg.ca_file}`, { field: 'tls.acme.ca_file' });
+    }
     acme.axios.defaults.httpsAgent = new https.Agent({ ca: [...rootCertificates, extra], keepAlive: true });
   }
   httpConfigured = true;

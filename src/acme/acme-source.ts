@@ -13,7 +13,7 @@ import { LocalCA } from '../tls/local-ca.js';
 import { AcmeOrderer } from './acme-order.js';
 import { AcmeStore } from './acme-store.js';
 import { AcmeManager, type CertPublisher, type CertReport, type CertState } from './cert-manager.js';
-import { openDns01Hook } from './dns01.js';
+import { forDisplay, openDns01Hook } from './dns01.js';
 import { OrderLedger } from './order-ledger.js';
 
 export class AcmeSource implements CertSource {
@@ -81,7 +81,7 @@ export class AcmeSource implements CertSource {
 
   describe(): string[] {
     const a = this.cfg.tls.acme;
-    const hook = a.dns01.provider === 'webhook' ? `webhook ${a.dns01.url}` : `exec ${a.dns01.command}`;
+    const hook = a.dns01.provider === 'webhook' ? `webhook ${forDisplay(a.dns01.url!)}` : `exec ${a.dns01.command}`;
     return [`ACME certificates from ${a.directory_url} (DNS-01 via ${hook}), kept in ${this.dir}`];
   }
 }

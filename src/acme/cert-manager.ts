@@ -47,6 +47,12 @@ export interface CertReport {
 const TICK_MS = 1000;
 /** Hosts are scanned on every change (nudge) and at least this often (leases run out without one). */
 const SCAN_MS = 10_000;
+/**
+ * Orders in flight at once: a platform that registers a thousand orgs in a
+ * minute gets them ordered a few at a time rather than a thousand DNS hook
+ * calls and ACME sessions at once (the CA would rate-limit them anyway).
+ */
+const MAX_IN_FLIGHT = 4;
 export const DOMAIN_ID = 'domain';
 
 interface Managed {
@@ -177,9 +183,15 @@ export class AcmeManager {
       if (this.dirty || now - this.lastScan >= SCAN_MS) this.scan(now);
       this.batch(now);
       this.release(now);
+      let inFlight = 0;
+      for (const m of this.certs.values()) if (m.inFlight) inFlight++;
       for (const m of this.certs.values()) {
+        if (inFlight >= MAX_IN_FLIGHT) break;
         if (m.inFlight || m.released || now < m.nextAttemptAt) continue;
-        if (m.bundle === undefined || now >= m.dueAt) this.order(m, now);
+        if (m.bundle === undefined || now >= m.dueAt) {
+          this.order(m, now);
+          if (m.inFlight) inFlight++;
+        }
       }
     } catch (err) {
       // A bug here must not stop renewals for good: log it, the next tick tries again.

@@ -38,6 +38,7 @@ class WebhookHook implements Dns01Hook {
 
   private async post(op: string, body: Record<string, string>): Promise<void> {
     const url = `${this.base.replace(/\/+$/, '')}/${op}`;
+    const shown = forDisplay(url);
     let status: number;
     try {
       const res = await fetch(url, {
@@ -50,11 +51,21 @@ class WebhookHook implements Dns01Hook {
       await res.arrayBuffer().catch(() => undefined);
     } catch (e) {
       const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
-      throw new EdgewayError('ACME_DNS_FAILED', `DNS webhook ${op} at ${url} unreachable: ${cause}`, { cause: e });
+      throw new EdgewayError('ACME_DNS_FAILED', `DNS webhook ${op} at ${shown} unreachable: ${cause}`, { cause: e });
     }
     if (status < 200 || status > 299) {
-      throw new EdgewayError('ACME_DNS_FAILED', `DNS webhook ${op} at ${url} answered HTTP ${status}`);
+      throw new EdgewayError('ACME_DNS_FAILED', `DNS webhook ${op} at ${shown} answered HTTP ${status}`);
     }
+  }
+}
+
+/** The URL without user info or query, which may carry a DNS API's credentials: errors reach logs and /v1/certs. */
+export function forDisplay(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return '(the configured URL)';
   }
 }
 
