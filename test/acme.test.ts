@@ -195,6 +195,7 @@ if (missing !== null) {
       const orgs = [ORG, ORG2, ORG3];
       const b = await admin(ta, 'POST', '/v1/batch', { put: orgs.map((o) => ({ host: ucOf(o), ...entry('http://127.0.0.1:9') })) });
       t.equal(b.status, 200);
+      t.strictSame((b.json as { put: { certificate: string }[] }).put.map((p) => p.certificate), ['pending', 'pending', 'pending']);
       const { rows } = await until(ta, 'batched wildcard', (rows) => rows.some((r) => r.id !== 'domain' && r.state === 'ready'));
       t.comment(`acme-timing batch of 3 org wildcards ready ${Math.round(performance.now() - tPut)} ms after the PUT (3 = max_names: no batch wait)`);
       const batch = rows.filter((r) => r.id !== 'domain');

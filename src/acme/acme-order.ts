@@ -156,7 +156,7 @@ export class AcmeOrderer {
         pending.push({ authz, challenge });
       }
       if (pending.length > 0 && this.cfg.dns01.propagation_wait_s > 0) {
-        await new Promise((r) => setTimeout(r, this.cfg.dns01.propagation_wait_s * 1000));
+        await new Promise((r) => setTimeout(r, this.cfg.dns01.propagation_wait_s * 1000).unref());
       }
       await this.step('validation', async () => {
         await Promise.all(pending.map((p) => this.client.completeChallenge(p.challenge)));
