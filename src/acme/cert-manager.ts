@@ -95,8 +95,17 @@ export class AcmeManager {
   /** Takes over the certificates stored under data_dir: a restart serves them without ordering. */
   async load(): Promise<void> {
     const stored = await this.store.load((id, err) => this.log.warn({ id, err: (err as Error).message }, 'stored ACME certificate unusable; it will be ordered again'));
+    const d = this.cfg.domain;
     for (const { id, bundle } of stored) {
-      const m = this.managed(id, this.orgsOf(bundle.names));
+      const orgs = this.orgsOf(bundle.names);
+      // A certificate for names this configuration does not want (the domain
+      // changed since it was stored) is not served: ordered again instead.
+      const fits = id === DOMAIN_ID ? bundle.names.includes(d) && bundle.names.includes(`*.${d}`) : orgs.length > 0;
+      if (!fits) {
+        this.log.warn({ id, names: bundle.names }, 'stored ACME certificate does not cover the configured domain; not served');
+        continue;
+      }
+      const m = this.managed(id, orgs);
       m.bundle = bundle;
       m.dueAt = dueAt(bundle, this.cfg.acme.renew_at);
     }
@@ -263,7 +272,8 @@ export class AcmeManager {
 
   private managed(id: string, orgs: readonly string[]): Managed {
     let m = this.certs.get(id);
-    if (m === undefined) {
+    // A released one still finishing its order is left to finish alone.
+    if (m === undefined || m.released) {
       m = { id, orgs: new Set(), bundle: undefined, dueAt: 0, attempts: 0, nextAttemptAt: 0, lastError: undefined, inFlight: false, released: false };
       this.certs.set(id, m);
     }
