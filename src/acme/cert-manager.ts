@@ -88,7 +88,7 @@ export class AcmeManager {
     private readonly cfg: Pick<Config, 'domain'> & { readonly acme: Config['tls']['acme'] },
     private readonly store: AcmeStore,
     private readonly ledger: OrderLedger,
-    private readonly orderer: AcmeOrderer,
+    private readonly orderer: Pick<AcmeOrderer, 'order'>,
     private readonly log: Logger,
   ) {}
 
