@@ -141,7 +141,9 @@ export class AcmeOrderer {
     await this.step('account', () => this.ensureAccount());
     let order = await this.step('order', () => this.client.createOrder({ identifiers: names.map((value) => ({ type: 'dns', value })) }));
     const authzs = await this.step('order', () => this.client.getAuthorizations(order));
-    const published = new Map<string, string>();
+    // Every (name, value) pair, also when two share a name: an exec hook may
+    // remove only the value it is given, a webhook's clear-txt removes all.
+    const published: [string, string][] = [];
     try {
       const pending: { authz: acme.Authorization; challenge: acme.Authorization['challenges'][number] }[] = [];
       for (const authz of authzs) {
@@ -152,7 +154,7 @@ export class AcmeOrderer {
         const value = await this.step('order', () => this.client.getChallengeKeyAuthorization(challenge));
         const fqdn = challengeName(authz.identifier.value);
         await this.dns.set(fqdn, value);
-        published.set(fqdn, value);
+        published.push([fqdn, value]);
         pending.push({ authz, challenge });
       }
       if (pending.length > 0 && this.cfg.dns01.propagation_wait_s > 0) {
