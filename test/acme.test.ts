@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
 import WebSocket from 'ws';
+import * as acme from 'acme-client';
 import { admin, DOMAIN, ORG, ORG2, startTestAppliance, UC, UC_HOST, type TestAppliance } from './helpers/appliance.js';
 import { pageUpstream } from './helpers/browser.js';
 import { missingPebble, startPebble, type Pebble } from './helpers/pebble.js';
@@ -368,6 +369,27 @@ process.exit(r.ok ? 0 : 1);
       t.notOk(peer.authorized, 'no ACME certificate yet');
       t.match(peer.san, `DNS:*.${DOMAIN}`, 'but a placeholder for {domain} and *.{domain} answers the handshake');
       t.equal((await fetch(`${ta.adminUrl}/v1/health`)).status, 200, 'and edgeway is healthy');
+    });
+
+    t.test('a deactivated account: a new account key is made and registered, orders go on', async (t) => {
+      const ta = await startTestAppliance(t, acmeConfig(pebble));
+      await until(ta, 'domain certificate', (rows) => row(rows, 'domain')?.state === 'ready');
+      const keyPath = join(ta.cfg.data_dir, 'acme', 'account.key');
+      const oldKey = await readFile(keyPath, 'utf8');
+      // Deactivate it the way an operator (or the CA) would (RFC 8555 §7.3.6).
+      // acme-client's HTTP settings (Pebble's CA) are the appliance's, same process.
+      const client = new acme.Client({ directoryUrl: pebble.directoryUrl, accountKey: oldKey });
+      await client.createAccount({ termsOfServiceAgreed: true, contact: ['mailto:ops@example.test'] });
+      await client.updateAccount({ status: 'deactivated' });
+
+      await admin(ta, 'PUT', `/v1/hosts/${UC_HOST}`, entry('http://127.0.0.1:9'));
+      await until(ta, 'org wildcard with a new account', (rows) => row(rows, `org-${ORG}`)?.state === 'ready');
+      t.ok((await handshake(ta.httpsPort, UC_HOST, root)).authorized);
+      t.not(await readFile(keyPath, 'utf8'), oldKey, 'a new account key');
+      const aside = (await readdir(join(ta.cfg.data_dir, 'acme'))).filter((f) => f.startsWith('account.key.deactivated-'));
+      t.equal(aside.length, 1, 'the deactivated key is kept aside');
+      t.equal((await stat(join(ta.cfg.data_dir, 'acme', aside[0]!))).mode & 0o777, 0o600);
+      t.equal((await stat(keyPath)).mode & 0o777, 0o600);
     });
 
     // Last: restarts Pebble, whose root changes with every start.

@@ -104,15 +104,17 @@ export class AcmeOrderer {
 
   private constructor(
     private readonly cfg: AcmeConfig,
-    private readonly accountKeyPem: string,
+    private accountKeyPem: string,
     private readonly dns: Dns01Hook,
+    /** Replaces a deactivated account's key with a new one (acme-store.ts). */
+    private readonly newAccountKey: () => Promise<string>,
   ) {
     this.client = this.newClient();
   }
 
-  static async open(cfg: AcmeConfig, accountKeyPem: string, dns: Dns01Hook): Promise<AcmeOrderer> {
+  static async open(cfg: AcmeConfig, accountKeyPem: string, dns: Dns01Hook, newAccountKey: () => Promise<string>): Promise<AcmeOrderer> {
     await configureHttp(cfg);
-    return new AcmeOrderer(cfg, accountKeyPem, dns);
+    return new AcmeOrderer(cfg, accountKeyPem, dns, newAccountKey);
   }
 
   private newClient(): acme.Client {
@@ -191,6 +193,12 @@ export class AcmeOrderer {
     try {
       await this.client.createAccount({ termsOfServiceAgreed: true, ...contact });
     } catch (e) {
+      if (/deactivated/i.test((e as Error).message ?? '')) {
+        // The CA (or the operator) deactivated this account: a new key is the
+        // only way back (RFC 8555 §7.3.6). The next attempt registers it.
+        this.accountKeyPem = await this.newAccountKey();
+        throw new EdgewayError('ACME_ORDER_FAILED', `account: ${(e as Error).message}; registering a new account key`, { cause: e });
+      }
       // For an existing account acme-client follows up with an update that
       // some CAs (Pebble) refuse when nothing changes; the account URL is known by then.
       if (api.accountUrl === null) throw e;

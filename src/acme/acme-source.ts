@@ -28,7 +28,7 @@ export class AcmeSource implements CertSource {
     const acmeCfg = cfg.tls.acme;
     const store = await AcmeStore.open(cfg.data_dir);
     const ledger = await OrderLedger.open(store.dir, acmeCfg.budget);
-    const orderer = await AcmeOrderer.open(acmeCfg, await store.accountKey(), openDns01Hook(acmeCfg));
+    const orderer = await AcmeOrderer.open(acmeCfg, await store.accountKey(), openDns01Hook(acmeCfg), () => store.rotateAccountKey());
     const manager = new AcmeManager({ domain: cfg.domain, acme: acmeCfg }, store, ledger, orderer, log.child({ component: 'acme' }));
     await manager.load();
     // Until the first {domain} certificate arrives something must answer

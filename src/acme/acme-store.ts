@@ -13,7 +13,7 @@
 // pair does not match) and the manager orders again, rather than serve a
 // certificate with the wrong key.
 
-import { chmod, mkdir, readdir, readFile, unlink } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as acme from 'acme-client';
 import { writeFileAtomic } from '../tls/atomic-write.js';
@@ -59,6 +59,18 @@ export class AcmeStore {
     const pem = (await acme.crypto.createPrivateEcdsaKey('P-256')).toString();
     await writeFileAtomic(path, pem, 0o600);
     return pem;
+  }
+
+  /**
+   * A deactivated account can never order again (RFC 8555 §7.3.6): the key is
+   * moved aside (kept, 0600, for the operator's records) and a new one made.
+   */
+  async rotateAccountKey(): Promise<string> {
+    const path = join(this.dir, 'account.key');
+    await rename(path, `${path}.deactivated-${Date.now()}`).catch((e: { code?: string }) => {
+      if (e.code !== 'ENOENT') throw e;
+    });
+    return this.accountKey();
   }
 
   /** Every stored pair that parses and matches; the others are reported through `bad` and skipped. */
