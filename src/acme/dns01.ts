@@ -50,7 +50,10 @@ class WebhookHook implements Dns01Hook {
       status = res.status;
       await res.arrayBuffer().catch(() => undefined);
     } catch (e) {
-      const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
+      // fetch() says only "fetch failed"; the reason (ECONNREFUSED, a timeout) is in its cause.
+      type Cause = { code?: string; message?: string; errors?: { code?: string }[] };
+      const c = (e as { cause?: Cause }).cause;
+      const cause = c?.code ?? c?.errors?.[0]?.code ?? c?.message ?? (e as Error).message;
       throw new EdgewayError('ACME_DNS_FAILED', `DNS webhook ${op} at ${shown} unreachable: ${cause}`, { cause: e });
     }
     if (status < 200 || status > 299) {
