@@ -30,7 +30,7 @@ export interface ApplianceOptions {
 }
 
 export async function startAppliance(cfg: Config, log: Logger, opts: ApplianceOptions = {}): Promise<Appliance> {
-  const certs = await openCertSource(cfg);
+  const certs = await openCertSource(cfg, log);
   const state = new DataState(cfg.domain, toPem(await certs.fallback()), certs.loader?.());
   const sink = new InProcessSink(state);
   const observe = createObservability({
@@ -38,6 +38,7 @@ export async function startAppliance(cfg: Config, log: Logger, opts: ApplianceOp
     log,
     table: state.table,
     certificates: () => state.certs.list(),
+    certStates: () => certs.stateCounts?.(),
     ...(opts.processMetrics === undefined ? {} : { processMetrics: opts.processMetrics }),
   });
   const control = await startControl(cfg, certs, sink, log, { activity: observe.activity, metrics: observe.metrics }, state.table);

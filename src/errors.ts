@@ -44,6 +44,11 @@ export const ERRORS = {
   /** A journal write or fsync failed: nothing more is accepted until a restart (its pages may be gone). */
   STATE_UNAVAILABLE: { status: 503, message: 'the change could not be stored durably' },
 
+  // ACME certificates (issue 5): codes of `last_error` in GET /v1/certs.
+  ACME_BUDGET_EXCEEDED: { status: 429, message: 'the configured ACME order budget is used up' },
+  ACME_DNS_FAILED: { status: 502, message: 'the DNS-01 hook failed' },
+  ACME_ORDER_FAILED: { status: 502, message: 'the ACME order failed' },
+
   INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

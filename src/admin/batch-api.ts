@@ -123,7 +123,8 @@ export function batchRoute(deps: BatchApiDeps): RouteSpec {
     return {
       status: 200,
       body: {
-        put: result.put.map((r) => ({ ...storedJson(r.stored), created: r.created })),
+        // Issue 5: each put says whether its certificate is in hand, as a single PUT does.
+        put: result.put.map((r) => ({ ...storedJson(r.stored), created: r.created, certificate: store.certState?.(r.stored.entry.host) ?? 'ready' })),
         deleted: result.deleted,
       },
     };

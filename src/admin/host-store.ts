@@ -39,6 +39,8 @@ export interface HostStore {
    * absent delete) and the state is as before.
    */
   batch(puts: readonly HostEntry[], deletes: readonly string[]): Promise<BatchResult>;
+  /** Whether the certificate covering `host` is in hand (issue 5: ACME orders in the background). Absent: always ready. */
+  certState?(host: string): 'ready' | 'pending';
   /** Number of host entries and whether every listener and data plane is current. */
   health(): { readonly hosts: number; readonly ready: boolean };
 }

@@ -97,7 +97,9 @@ export function hostRoutes(deps: HostsApiDeps): RouteSpec[] {
     const entry = validateEntry(body, { source: 'api', pathHost: host });
     await policy.check(entry, { claim: tenancy.upstreamClaim(ctx.claims!) });
     const { created, stored } = await store.put(entry);
-    return { status: created ? 201 : 200, body: storedJson(stored) };
+    // Issue 5: in ACME mode an org's wildcard may still be on order.
+    const certificate = store.certState?.(host) ?? 'ready';
+    return { status: created ? 201 : 200, body: { ...storedJson(stored), certificate } };
   };
 
   const remove = async (ctx: RequestContext): Promise<HandlerResult> => {

@@ -13,6 +13,7 @@ import { hostRoutes } from './hosts-api.js';
 import { batchRoute } from './batch-api.js';
 import { resolveRoute } from './resolve-api.js';
 import { observeRoutes } from './observe-api.js';
+import { certsRoute, type CertReporter } from './certs-api.js';
 import { Tenancy } from './tenancy.js';
 import { UpstreamPolicy } from './upstream-policy.js';
 import { mustClose } from './body.js';
@@ -29,6 +30,8 @@ export interface AdminDeps {
   readonly activity?: ActivitySource;
   /** GET /metrics; answered 503 while absent. */
   readonly metrics?: MetricsSource;
+  /** GET /v1/certs (the control plane); answered 404 while absent. */
+  readonly certs?: CertReporter;
   /** Services whose admin rows (oauth clients, collab rooms) join the router. */
   readonly services?: ServiceSet;
 }
@@ -108,6 +111,7 @@ export function createAdminServer(deps: AdminDeps): Server {
     batchRoute({ store, policy, tenancy }),
     resolveRoute({ store, tenancy, config: deps.config }),
     ...observeRoutes({ tenancy, ...(deps.activity ? { activity: deps.activity } : {}), ...(deps.metrics ? { metrics: deps.metrics } : {}) }),
+    ...(deps.certs ? [certsRoute(deps.certs, tenancy)] : []),
     ...Object.values(deps.services ?? {}).flatMap((s) => s.adminRoutes?.(tenancy) ?? []),
   ]);
   const { verifier } = deps;

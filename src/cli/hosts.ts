@@ -20,7 +20,7 @@ type Obj = Record<string, unknown>;
 const hostPath = (host: string): string => `/v1/hosts/${encodeURIComponent(host)}`;
 
 /** Fields the API adds to what it returns; dropped from a file so that `get --json` output can be put back as is. */
-const READ_ONLY = ['version', 'expires_at'] as const;
+const READ_ONLY = ['version', 'expires_at', 'certificate'] as const;
 
 export async function hostsCommand(argv: string[]): Promise<string> {
   const { values, positionals } = parseCommand(argv, { file: { type: 'string', short: 'f' } });

@@ -12,6 +12,7 @@ import { tokenCommand, TOKEN_USAGE } from './token.js';
 import { CLIENT_OPTIONS_USAGE, CliError } from './admin-client.js';
 import { hostsCommand, HOSTS_USAGE } from './hosts.js';
 import { resolveCommand, RESOLVE_USAGE } from './resolve.js';
+import { certsCommand, CERTS_USAGE } from './certs.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { isEdgewayError } from '../errors.js';
@@ -30,6 +31,7 @@ const USAGE = `usage:
   edgeway [run] --config FILE            run the appliance
 ${HOSTS_USAGE}
 ${RESOLVE_USAGE}
+${CERTS_USAGE}
   edgeway token --config FILE …          sign a development token with the configured key
 
 ${CLIENT_OPTIONS_USAGE}
@@ -143,6 +145,8 @@ export async function main(argv: string[], early: EarlySignals): Promise<void> {
       return client(() => hostsCommand(rest));
     case 'resolve':
       return client(() => resolveCommand(rest));
+    case 'certs':
+      return client(() => certsCommand(rest));
     default:
       fail(`unknown command ${sub}\n${USAGE}`, 2);
   }

@@ -33,7 +33,7 @@ export async function startPrimary(cfg: Config, log: Logger, workerArgs: readonl
   cluster.setupPrimary({ args: [...workerArgs] });
   const ticketKeys = newTicketKeys().toString('base64');
   const sink = new ClusterSink(cfg.workers);
-  const certs = await openCertSource(cfg);
+  const certs = await openCertSource(cfg, log);
   // The admin API is built inside startControl and reads the table through
   // `store` once it is set (an early call sees an empty table, not an error).
   let store: ControlHost['control'] | undefined;
@@ -42,6 +42,7 @@ export async function startPrimary(cfg: Config, log: Logger, workerArgs: readonl
     workers: cfg.workers,
     hosts: () => store?.list().map((s) => s.entry.host) ?? [],
     tableSize: () => store?.health().hosts ?? 0,
+    certStates: () => certs.stateCounts?.(),
   });
   // The services (collab, oauth) live here and route by a copy of the table.
   const mirror = new MirrorSink(sink, cfg.domain);

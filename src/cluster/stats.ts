@@ -112,6 +112,8 @@ export interface PrimaryObservabilityOptions {
   readonly hosts: () => Iterable<string>;
   readonly tableSize: () => number;
   readonly processMetrics?: boolean;
+  /** ACME certificates per state (issue 5). */
+  readonly certStates?: () => Readonly<Record<string, number>> | undefined;
   readonly timeoutMs?: number;
 }
 
@@ -121,6 +123,7 @@ export function createPrimaryObservability(o: PrimaryObservabilityOptions): Prim
     domain: o.domain,
     tableSize: o.tableSize,
     ...(o.processMetrics === undefined ? {} : { processMetrics: o.processMetrics }),
+    ...(o.certStates === undefined ? {} : { certStates: o.certStates }),
   });
   const missingGauge = new Gauge({
     name: 'edgeway_stats_workers_missing',

@@ -22,6 +22,16 @@ export interface AcmeConfig {
   /** Share of a certificate's lifetime after which renewal starts (0..1). */
   readonly renew_at: number;
   readonly max_names: number;
+  // Issue 5: release, batching, retries and order budgets.
+  /** An org's wildcard is released this long after its last host is gone. */
+  readonly release_after_s: number;
+  /** With max_names > 1, orgs registered within this many ms share one order. */
+  readonly batch_wait_ms: number;
+  /** Failed orders retry after retry_min_s, doubling up to retry_max_s. */
+  readonly retry_min_s: number;
+  readonly retry_max_s: number;
+  /** Budgets kept in data_dir/acme/ledger.json (Let's Encrypt: 50 certs per registered domain per week, 300 new orders per account per 3 h). */
+  readonly budget: { readonly certificates_per_week: number; readonly orders_per_3h: number };
 }
 
 export interface JwtConfig {

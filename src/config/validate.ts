@@ -233,11 +233,21 @@ function readAcme(s: Section, active: boolean, base: string): AcmeConfig {
     else s.issues.expected(s.key('renew_at'), 'a number between 0 and 1 (exclusive)', shown(r));
   }
   const max_names = s.int('max_names', 1, 1, 100);
+  // Issue 5: release, batching, retries, budgets.
+  const release_after_s = s.int('release_after_s', 86400, 0, 31_536_000);
+  const batch_wait_ms = s.int('batch_wait_ms', 2000, 0, 600_000);
+  const retry_min_s = s.int('retry_min_s', 60, 1, 86400);
+  const retry_max_s = s.int('retry_max_s', 3600, 1, 604_800);
+  if (retry_max_s < retry_min_s) s.issues.expected(s.key('retry_max_s'), `at least retry_min_s (${retry_min_s})`, shown(retry_max_s));
+  const b = s.section('budget');
+  const budget = { certificates_per_week: b.int('certificates_per_week', 50, 1, 1_000_000), orders_per_3h: b.int('orders_per_3h', 300, 1, 1_000_000) };
+  b.done();
   s.done();
   return {
     directory_url, email, ca_file,
     dns01: { provider, url: hookUrl, command, propagation_wait_s },
     renew_at, max_names,
+    release_after_s, batch_wait_ms, retry_min_s, retry_max_s, budget,
   };
 }
 

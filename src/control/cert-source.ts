@@ -3,8 +3,11 @@
 // handshake never waits on minting or I/O (DESIGN.md "Command line": the leaf
 // is handed to the data plane before the entry is acknowledged).
 
+import { AcmeSource } from '../acme/acme-source.js';
+import type { CertPublisher, CertReport, CertState } from '../acme/cert-manager.js';
 import type { Config } from '../config/types.js';
 import { EdgewayError } from '../errors.js';
+import type { Logger } from '../log.js';
 import type { CertBundle } from '../tls/cert-bundle.js';
 import type { CertLoader } from '../tls/cert-store.js';
 import { loadCertsDir } from '../tls/files-mode.js';
@@ -28,6 +31,17 @@ export interface CertSource {
   due?(host: string): Promise<boolean>;
   /** A host entry is gone: drop what was kept for it (memory and disk), so churn does not grow data_dir. */
   forget?(host: string): Promise<void>;
+  // Sources that obtain certificates by themselves, in the background (ACME, issue 5):
+  /** Called once the control plane runs: how the source sees hosts and hands certificates over. */
+  attach?(publisher: CertPublisher): void;
+  /** The control plane stops: no more orders. */
+  detach?(): void;
+  /** Whether the certificate covering `host` is in hand (the PUT answer's `certificate`). */
+  certState?(host: string): 'ready' | 'pending';
+  /** GET /v1/certs. */
+  report?(): CertReport[];
+  /** Certificates per state, for /metrics. */
+  stateCounts?(): Record<CertState, number>;
 }
 
 /** Self-signed mode: edgeway's own local CA mints an exact-name leaf per host. */
@@ -108,18 +122,14 @@ class FilesSource implements CertSource {
   }
 }
 
-export async function openCertSource(cfg: Config): Promise<CertSource> {
+export async function openCertSource(cfg: Config, log: Logger): Promise<CertSource> {
   switch (cfg.tls.mode) {
     case 'self-signed':
       return new LocalCaSource(await LocalCA.open(cfg.data_dir, { leafDays: cfg.tls.leaf_days }), cfg.domain);
     case 'files':
       return FilesSource.open(cfg.tls.certs_dir, cfg.domain);
     case 'acme':
-      // Issue 5 brings ACME DNS-01; until then refuse the start clearly rather
-      // than serve a certificate the operator did not ask for.
-      throw new EdgewayError('CONFIG_INVALID', 'tls.mode: acme is not available in this build yet (use self-signed or files)', {
-        field: 'tls.mode',
-      });
+      return AcmeSource.open(cfg, log);
   }
 }
 
@@ -129,5 +139,6 @@ export async function openCertSource(cfg: Config): Promise<CertSource> {
  * not). Files mode hands every certificate over up front and needs none.
  */
 export function workerCertLoader(cfg: Config): CertLoader | undefined {
+  // ACME: every certificate is handed over (few: one per org at most).
   return cfg.tls.mode === 'self-signed' ? LocalCA.leafReader(cfg.data_dir) : undefined;
 }

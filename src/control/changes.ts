@@ -28,7 +28,9 @@ export type TableChange =
       readonly certs: readonly CertPem[];
       readonly fallback: CertPem;
     }
-  | { readonly kind: 'cert'; readonly cert: CertPem };
+  | { readonly kind: 'cert'; readonly cert: CertPem }
+  /** A released certificate (ACME, issue 5): its names stop being served. */
+  | { readonly kind: 'uncert'; readonly names: readonly string[] };
 
 /** A data plane as the control plane sees it: resolves once the change is live there. */
 export interface DataPlaneSink {

@@ -84,6 +84,7 @@ export async function startControl(
   const admin = createAdminServer({
     config: cfg,
     store: control,
+    certs: control,
     verifier,
     startedAt: Date.now(),
     ...(observe.activity ? { activity: observe.activity } : {}),
@@ -107,7 +108,7 @@ export async function startControl(
       const staticEntries = await loadRoutesDir(merged.routes_dir, merged.domain);
       // `tls` only changes on restart: self-signed mode keeps its CA (and the
       // data plane's loader bound to it); files mode re-reads certs_dir.
-      const nextCerts = merged.tls.mode === 'files' ? await openCertSource(merged) : certs;
+      const nextCerts = merged.tls.mode === 'files' ? await openCertSource(merged, log) : certs;
       await control.replaceStatic(staticEntries, nextCerts);
       log.level = merged.log.level;
       current = merged;

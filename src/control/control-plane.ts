@@ -17,6 +17,7 @@ import type { BatchResult, HostStore, PutResult, StoredEntry } from '../admin/ho
 import type { HostEntry } from '../routes/types.js';
 import type { Logger } from '../log.js';
 import type { CertSource } from './cert-source.js';
+import type { CertPublisher, CertReport } from '../acme/cert-manager.js';
 import type { CertBundle } from '../tls/cert-bundle.js';
 import { toPem, type CertPem, type DataPlaneSink, type TableChange } from './changes.js';
 import type { DurableState, LoadStats } from './durable-state.js';
@@ -110,10 +111,13 @@ export class ControlPlane implements HostStore {
       this.renewCerts().catch((err: unknown) => this.log.error({ err }, 'certificate renewal failed'));
     }, RENEW_CHECK_MS);
     this.renewTimer.unref();
+    // Sources that obtain certificates in the background (ACME) start now.
+    this.certs.attach?.(this.publisher());
   }
 
   stop(): void {
     this.stopped = true;
+    this.certs.detach?.();
     if (this.leaseTimer) clearInterval(this.leaseTimer);
     if (this.renewTimer) clearInterval(this.renewTimer);
     if (this.restoredTimer) clearTimeout(this.restoredTimer);
@@ -257,6 +261,59 @@ export class ControlPlane implements HostStore {
 
   list(): StoredEntry[] {
     return [...this.entries.values()];
+  }
+
+  /** Whether the certificate covering `host` is in hand; sources that mint before the answer are always ready. */
+  certState(host: string): 'ready' | 'pending' {
+    return this.certs.certState?.(host) ?? 'ready';
+  }
+
+  /** GET /v1/certs: the source's own report (ACME), else what the data planes are handed. */
+  async certReport(): Promise<CertReport[]> {
+    if (this.certs.report !== undefined) return this.certs.report();
+    // Files mode: the fallback and every pair. Self-signed: the fallback only
+    // (a leaf per host would make this list as long as the table).
+    const fallback = await this.certs.fallback();
+    const held = this.certs.loader === undefined ? await this.certs.all([]) : [];
+    const bundles = [fallback, ...held.filter((b) => b.certPem !== fallback.certPem)];
+    return bundles.map((b, i) => ({
+      id: i === 0 ? 'fallback' : b.names[0] ?? `pair-${i}`,
+      names: b.names,
+      state: 'ready' as const,
+      issuer: b.issuer,
+      not_before: b.notBefore.toISOString(),
+      not_after: b.notAfter.toISOString(),
+      renew_at: null,
+      last_error: null,
+      next_attempt_at: null,
+      orgs: [],
+    }));
+  }
+
+  /**
+   * How a background source (ACME) hands certificates over: each takes a turn
+   * in the queue like any change, so versions stay ordered and a worker that
+   * starts meanwhile gets it in its snapshot.
+   */
+  private publisher(): CertPublisher {
+    return {
+      hosts: () => this.entries.keys(),
+      push: (bundle) =>
+        this.serialize(async () => {
+          await this.sink.apply({ kind: 'cert', cert: toPem(bundle) }, ++this.version);
+        }),
+      drop: (names) =>
+        this.serialize(async () => {
+          await this.sink.apply({ kind: 'uncert', names }, ++this.version);
+        }),
+      fallbackChanged: () =>
+        this.serialize(async () => {
+          const fallback = await this.certs.fallback();
+          if (fallback.certPem === this.pushedFallback) return;
+          await this.sink.apply(await this.wholeState(), ++this.version);
+          this.pushedFallback = fallback.certPem;
+        }),
+    };
   }
 
   get(host: string): StoredEntry | undefined {

@@ -31,6 +31,7 @@ export class MirrorSink implements DataPlaneSink {
         t.replaceAll(change.entries);
         break;
       case 'cert':
+      case 'uncert':
         break;
     }
     return this.inner.apply(change, version);

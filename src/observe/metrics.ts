@@ -58,6 +58,8 @@ export interface MetricsOptions {
   readonly certificates?: () => Iterable<CertListing>;
   /** Node's process metrics (CPU, memory, event loop lag, GC). Default true. */
   readonly processMetrics?: boolean;
+  /** ACME certificates per state (issue 5); the control plane only, undefined in other TLS modes. */
+  readonly certStates?: () => Readonly<Record<string, number>> | undefined;
 }
 
 /** One process's samples as prom-client's `getMetricsAsJSON()` gives them (what workers send the primary). */
@@ -164,6 +166,20 @@ export class Metrics implements MetricsSource {
       });
     }
     if (opts.certificates !== undefined) this.certificateMetrics(opts.certificates, opts.domain);
+    const certStates = opts.certStates;
+    if (certStates !== undefined) {
+      new Gauge({
+        name: 'edgeway_acme_certificates',
+        help: 'ACME certificates by state (pending: never obtained yet; renewing: due, old one still served)',
+        labelNames: ['state'],
+        registers,
+        collect(this: Gauge<'state'>) {
+          const counts = certStates();
+          if (counts === undefined) return;
+          for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
+        },
+      });
+    }
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 

@@ -244,6 +244,8 @@ export interface ObservabilityOptions {
   readonly tableSize?: boolean;
   /** Node's process metrics. Default true. */
   readonly processMetrics?: boolean;
+  /** ACME certificates per state (issue 5). */
+  readonly certStates?: () => Readonly<Record<string, number>> | undefined;
 }
 
 /** Everything one request-serving process needs: the single-process appliance, or a cluster worker. */
@@ -254,6 +256,7 @@ export function createObservability(o: ObservabilityOptions): Observability {
     ...(o.tableSize === false ? {} : { tableSize: () => table.size }),
     ...(o.certificates === undefined ? {} : { certificates: o.certificates }),
     ...(o.processMetrics === undefined ? {} : { processMetrics: o.processMetrics }),
+    ...(o.certStates === undefined ? {} : { certStates: o.certStates }),
   });
   const activity = new Activity((h) => table.has(h));
   const accessLog = new AccessLog(o.log, o.config.log.access_log);

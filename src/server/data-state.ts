@@ -19,10 +19,20 @@ export class DataState {
   /** Called when the fallback certificate changed (no-SNI clients use the server's default context). */
   onFallback: (() => void) | undefined;
 
+  /**
+   * Whether certificates belong to host entries (self-signed: one leaf per
+   * host, dropped with it). In files and ACME mode a certificate covers names,
+   * not entries: deleting the entry `*.org-x.d` must not drop the org's
+   * wildcard that its uc hosts still use.
+   */
+  private readonly hostCerts: boolean;
+
   /** With `loader`, certificates the control plane did not hand over are loaded on first use (restored hosts). */
   constructor(domain: string, fallback: CertPem, loader?: CertLoader) {
     this.table = new RouteTable(domain);
     this.certs = new CertStore(bundleOf(fallback));
+    // Only self-signed mode has a loader (cert-source.ts): its leaves are per host.
+    this.hostCerts = loader !== undefined;
     if (loader !== undefined) this.certs.setLoader(loader, (name) => this.table.lookupHost(name)?.host.host);
   }
 
@@ -40,6 +50,9 @@ export class DataState {
         break;
       case 'cert':
         this.certs.set(bundleOf(change.cert));
+        break;
+      case 'uncert':
+        for (const n of change.names) this.certs.delete(n);
         break;
       case 'replace': {
         if (change.fallback.certPem !== this.certs.fallback.certPem) {
@@ -68,7 +81,7 @@ export class DataState {
   private remove(host: string): void {
     const old = this.table.delete(host);
     if (old) {
-      this.certs.delete(host);
+      if (this.hostCerts) this.certs.delete(host);
       this.retire(old, undefined);
     }
   }

@@ -282,7 +282,8 @@ export async function startEdgeway(t: Teardown, file: string, timeoutMs = 20_000
   return {
     p,
     cfg,
-    caPem: await readFile(join(cfg.data_dir, 'ca', 'edgeway-local-ca.crt'), 'utf8'),
+    // ACME mode makes no local CA once it holds a {domain} certificate.
+    caPem: await readFile(join(cfg.data_dir, 'ca', 'edgeway-local-ca.crt'), 'utf8').catch(() => ''),
     httpsPort: portOf(listening['https'] as string),
     httpPort: portOf(listening['http'] as string),
     adminUrl: `http://${listening['admin'] as string}`,
