@@ -44,6 +44,12 @@ export const ERRORS = {
   /** A journal write or fsync failed: nothing more is accepted until a restart (its pages may be gone). */
   STATE_UNAVAILABLE: { status: 503, message: 'the change could not be stored durably' },
 
+  // collab relay (src/collab; issue 6)
+  COLLAB_UPGRADE_REQUIRED: { status: 426, message: 'this location is a y-websocket endpoint: open a websocket' },
+  COLLAB_INVALID_UPDATE: { status: 400, message: 'the body is not a valid Yjs update' },
+  /** The room's store failed (its sockets were closed with 1011); a retry loads it afresh. */
+  COLLAB_STORE_FAILED: { status: 503, message: 'the room could not be read or stored; try again' },
+
   INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

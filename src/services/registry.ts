@@ -2,10 +2,12 @@
 // a service that fails to open stops the start (exit 2 through main), since
 // serving its locations with 503 would hide a broken data_dir.
 
+import { openCollab } from '../collab/collab-service.js';
 import type { ServiceDeps, ServiceSet } from './types.js';
 
-export async function openServices(_deps: ServiceDeps): Promise<ServiceSet> {
+export async function openServices(deps: ServiceDeps): Promise<ServiceSet> {
   const set: ServiceSet = {};
+  set.collab = await openCollab(deps);
   return set;
 }
 
