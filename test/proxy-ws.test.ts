@@ -251,3 +251,25 @@ t.test('10,000 open/close cycles leave nothing behind', async (t) => {
   const grew = (await settledHeap()) - heap0;
   t.ok(grew < 4 * MiB, `heap grew ${(grew / MiB).toFixed(2)} MiB over the last 8,000 cycles (${took} ms for 10,000)`);
 });
+
+t.test('bytes the upstream sends together with its 101 reach the client (a server that speaks first)', async (t) => {
+  const { createHash } = await import('node:crypto');
+  const up = await upstream(t, (_req, res) => res.end());
+  // One write: the 101 and two frames (a text message, then close 4401), so
+  // they arrive in the proxy's read of the response head.
+  up.server.on('upgrade', (req: http.IncomingMessage, socket: Socket) => {
+    const accept = createHash('sha1').update(`${req.headers['sec-websocket-key'] as string}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+    const hello = Buffer.from([0x81, 5, ...Buffer.from('hello')]);
+    const close = Buffer.from([0x88, 2, 0x11, 0x31]);
+    socket.write(Buffer.concat([Buffer.from(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`), hello, close]));
+  });
+  const proxy = wsProxy(t);
+  const { port } = await front(t, proxy, new UpstreamGroup([up.target], CFG));
+  for (let i = 0; i < 5; i++) {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/first`);
+    const got: string[] = [];
+    ws.on('message', (d: Buffer) => got.push(d.toString()));
+    const [code] = (await once(ws, 'close')) as [number];
+    t.same([got, code], [['hello'], 4401], `round ${i}: the first message and the close code arrived`);
+  }
+});

@@ -139,6 +139,11 @@ function onProxyError(err: Error, req: Tagged<IncomingMessage>): void {
   const c = req[kConn];
   if (c !== undefined) c.proxy.failed(c, err);
 }
+function followFrames(c: WsConn): void {
+  if (c.upstream === null || c.upstream.destroyed) return;
+  c.client.on('data', onClientData);
+  c.upstream.on('data', onUpstreamData);
+}
 function sweep(p: WebSocketProxy): void {
   p.sweep(Date.now());
 }
@@ -245,9 +250,13 @@ export class WebSocketProxy {
       return;
     }
     // Frame boundaries are followed both ways so a close frame can be injected
-    // between frames, never inside one.
-    c.client.on('data', onClientData);
-    socket.on('data', onUpstreamData);
+    // between frames, never inside one. Attached on the next tick: right after
+    // this listener http-proxy unshifts the bytes the upstream sent with its
+    // 101 and only then pipes; a 'data' listener already here made that
+    // unshift emit synchronously to it alone, and those bytes never reached
+    // the client (a server that speaks first: the collab relay's sync step 1,
+    // or its close code right after the upgrade).
+    process.nextTick(followFrames, c);
   }
 
   /** @internal the upstream refused, timed out or failed. */
