@@ -41,7 +41,7 @@ const ROOMS = Number(arg('rooms', '1000'));
 const CLIENTS = Number(arg('clients', '10'));
 const RATES = arg('rates', '500,1000,2000,4000').split(',').map(Number);
 const SECONDS = Number(arg('seconds', '10'));
-const ONLY = arg('only', 'edgeway,reference').split(',');
+const ONLY = arg('only', 'edgeway,relay,reference').split(',');
 
 interface Target {
   readonly name: string;
@@ -125,6 +125,24 @@ async function startReference(): Promise<Target> {
     child.once('exit', (code) => reject(new Error(`reference exited ${code}`)));
   });
   return { name: '@y/websocket-server 0.1.1 (ws, YPERSISTENCE)', pid: child.pid!, url: (room) => `ws://127.0.0.1:${port}/${room}`, opts: { perMessageDeflate: false }, stop: () => stopChild(child, dir) };
+}
+
+/** CPU seconds (user + system) the process has used so far. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const f = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+async function startRelayPlain(): Promise<Target> {
+  const dir = await mkdtemp(join(tmpdir(), 'edgeway-bench-relay-'));
+  const child = spawn(process.execPath, [join(here, 'collab-relay-server.js'), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (l) => {
+      if (l.startsWith('listening ')) resolve(Number(l.slice(10)));
+    });
+    child.once('exit', (code) => reject(new Error(`relay exited ${code}`)));
+  });
+  return { name: 'edgeway relay alone (ws)', pid: child.pid!, url: (room) => `ws://127.0.0.1:${port}/${room}`, opts: { perMessageDeflate: false }, stop: () => stopChild(child, dir) };
 }
 
 async function rssKb(pid: number): Promise<number> {
@@ -226,7 +244,8 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function round(clients: Client[], rate: number): Promise<{ rate: number; sent: number; sentPerS: number; p50: number; p99: number; max: number; missing: number }> {
+async function round(pid: number, clients: Client[], rate: number): Promise<{ rate: number; sent: number; sentPerS: number; p50: number; p99: number; max: number; missing: number; server_cpu_ms_per_update: number }> {
+  const cpu0 = await cpuSeconds(pid);
   latencies.length = 0;
   receipts = 0;
   const byRoom: Client[][] = Array.from({ length: ROOMS }, () => []);
@@ -267,7 +286,11 @@ async function round(clients: Client[], rate: number): Promise<{ rate: number; s
   const until = Date.now() + 5000;
   while (receipts < expected && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
   const sorted = latencies.slice().sort((a, b) => a - b);
-  return { rate, sent, sentPerS: Math.round(sent / sendSeconds), p50: pct(sorted, 50), p99: pct(sorted, 99), max: sorted[sorted.length - 1] ?? NaN, missing: expected - receipts };
+  const cpu = (await cpuSeconds(pid)) - cpu0;
+  return {
+    rate, sent, sentPerS: Math.round(sent / sendSeconds), p50: pct(sorted, 50), p99: pct(sorted, 99), max: sorted[sorted.length - 1] ?? NaN,
+    missing: expected - receipts, server_cpu_ms_per_update: Number(((cpu * 1000) / Math.max(1, sent)).toFixed(3)),
+  };
 }
 
 async function benchTarget(start: () => Promise<Target>) {
@@ -282,8 +305,8 @@ async function benchTarget(start: () => Promise<Target>) {
     console.log(`${target.name}: ${clients.length} clients connected and synced in ${connectS.toFixed(1)} s (${unsynced} not synced)`);
     const rounds = [];
     for (const rate of RATES) {
-      const r = await round(clients, rate);
-      console.log(`  ${rate}/s: sent ${r.sentPerS}/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, max ${r.max.toFixed(1)} ms, receipts missing ${r.missing}`);
+      const r = await round(target.pid, clients, rate);
+      console.log(`  ${rate}/s: sent ${r.sentPerS}/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, max ${r.max.toFixed(1)} ms, receipts missing ${r.missing}, server CPU ${r.server_cpu_ms_per_update} ms/update`);
       rounds.push(r);
     }
     const rss1 = await rssKb(target.pid);
@@ -307,14 +330,15 @@ async function benchTarget(start: () => Promise<Target>) {
 async function mainBench(): Promise<void> {
   const results = [];
   if (ONLY.includes('edgeway')) results.push(await benchTarget(startEdgeway));
+  if (ONLY.includes('relay')) results.push(await benchTarget(startRelayPlain));
   if (ONLY.includes('reference')) results.push(await benchTarget(startReference));
   const date = new Date().toISOString().slice(0, 10);
   const out = { date, rooms: ROOMS, clients_per_room: CLIENTS, seconds_per_round: SECONDS, rates: RATES, cores: (await import('node:os')).cpus().length, results };
   await mkdir(join(root, 'bench', 'results'), { recursive: true });
   const file = join(root, 'bench', 'results', `collab-${date}.json`);
   await writeFile(file, `${JSON.stringify(out, null, 2)}\n`);
-  console.log('\n| server | rate offered | sent/s | p50 ms | p99 ms | receipts missing |\n|---|---|---|---|---|---|');
-  for (const r of results) for (const x of r.rounds) console.log(`| ${r.target} | ${x.rate} | ${x.sentPerS} | ${x.p50.toFixed(2)} | ${x.p99.toFixed(2)} | ${x.missing} |`);
+  console.log('\n| server | rate offered | sent/s | p50 ms | p99 ms | receipts missing | server CPU ms/update |\n|---|---|---|---|---|---|---|');
+  for (const r of results) for (const x of r.rounds) console.log(`| ${r.target} | ${x.rate} | ${x.sentPerS} | ${x.p50.toFixed(2)} | ${x.p99.toFixed(2)} | ${x.missing} | ${x.server_cpu_ms_per_update} |`);
   console.log('\n| server | sustained updates/s at p99 <= 10 ms, nothing missing | RSS per room (KB, 10 sockets included) |\n|---|---|---|');
   for (const r of results) console.log(`| ${r.target} | ${r.sustained_at_p99_10ms} | ${r.rss_kb_per_room} |`);
   console.log(`\nwritten to ${file}`);
