@@ -49,6 +49,10 @@ t.test('workers: 2: stock clients through a worker; kill -9 during edits loses n
   await until(() => a.awareness.getStates().has(b.awareness.clientID), 5000, 'awareness');
   t.pass('awareness crosses the worker too');
 
+  const metrics = await (await fetch(`${r.adminUrl}/metrics`, { headers: { authorization: `Bearer ${r.platformToken}` } })).text();
+  t.match(metrics, /^edgeway_collab_connections 3$/m, 'the relay\'s figures are in the primary\'s GET /metrics');
+  t.match(metrics, /^edgeway_collab_rooms 1$/m);
+
   const refused = await finalClose(client(t, r, ORG_HOST, 'k9'));
   t.equal(refused.code, 4401, 'no token: 4401 through the worker, final');
   const foreign = await finalClose(client(t, r, ORG_HOST, 'k9', { bearer: token, origin: 'https://evil.test' }));

@@ -108,3 +108,27 @@ t.test('the same room name in two orgs are two rooms', async (t) => {
   const rooms = ((await r.json()) as { rooms: { org_id: string; room: string; connections: number }[] }).rooms;
   t.same(rooms.map((x) => [x.org_id, x.room, x.connections]), [[ORG, 'shared-name', 2], [ORG2, 'shared-name', 2]].sort((x, y) => (x[0]! < y[0]! ? -1 : 1)), 'two rooms, keyed by org');
 });
+
+t.test('the stored log is compacted in the background and at unload, in y-leveldb\'s own layout', async (t) => {
+  const { ta, bearer } = await setup(t, { compact_after_updates: 10, unload_grace_ms: 100 });
+  const a = client(t, ta, ORG_HOST, 'compact', { bearer });
+  const b = client(t, ta, ORG_HOST, 'compact', { bearer });
+  await Promise.all([synced(a), synced(b)]);
+  for (let i = 0; i < 35; i++) a.doc.getArray('x').push([i]);
+  await until(() => b.doc.getArray('x').length === 35, 5000, 'b has all');
+  a.destroy();
+  b.destroy();
+  const deadline = Date.now() + 5000;
+  while ((await roomCount(ta)) !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  t.equal(await roomCount(ta), 0, 'unloaded');
+  await ta.app.stop();
+  // Read the store with y-leveldb itself.
+  const { LeveldbPersistence, getLevelUpdatesKeys } = await import('y-leveldb');
+  const ldb = new LeveldbPersistence(`${ta.cfg.data_dir}/collab`);
+  t.teardown(() => ldb.destroy());
+  const keys = await ldb._transact((db) => getLevelUpdatesKeys(db, `${ORG}/compact`));
+  t.equal(keys.length, 1, `one stored record after the final compaction (clock ${String(keys[0]?.[3])})`);
+  const doc = await ldb.getYDoc(`${ORG}/compact`);
+  t.same(doc.getArray('x').toArray(), Array.from({ length: 35 }, (_, i) => i), 'y-leveldb reads the whole room');
+  t.same([...(await ldb.getAllDocNames())].sort(), [`${ORG}/compact`].sort(), 'listed by y-leveldb (state-vector record written)');
+});
