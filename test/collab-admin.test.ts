@@ -25,7 +25,7 @@ t.test('backup and restore through the admin API; org tokens see only their org'
   const keys = await loadJwtKeys(ta.cfg);
   const orgToken = signToken(keys, ta.cfg.auth.jwt, { type: 'organization_token', organization_id: ORG }, 600);
   const call = (token: string, method: string, path: string, body?: Uint8Array | string, type = BIN) =>
-    fetch(`${ta.adminUrl}${path}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': type }, ...(body === undefined ? {} : { body }) });
+    fetch(`${ta.adminUrl}${path}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': type }, ...(body === undefined ? {} : { body: (typeof body === 'string' ? body : Buffer.from(body)) as unknown as BodyInit }) });
 
   const a = client(t, ta, ORG_HOST, 'notes', { bearer });
   const other = client(t, ta, ORG2_HOST, 'secret', { bearer });
