@@ -41,7 +41,7 @@ export async function startAppliance(cfg: Config, log: Logger, opts: ApplianceOp
     certStates: () => certs.stateCounts?.(),
     ...(opts.processMetrics === undefined ? {} : { processMetrics: opts.processMetrics }),
   });
-  const control = await startControl(cfg, certs, sink, log, { activity: observe.activity, metrics: observe.metrics }, state.table);
+  const control = await startControl(cfg, certs, sink, log, { activity: observe.activity, metrics: observe.metrics, registry: observe.metrics.registry }, state.table);
   let data: DataPlaneHost;
   try {
     data = await startDataPlane(cfg, state, newTicketKeys(), log);

@@ -48,6 +48,11 @@ export const ERRORS = {
   ACME_BUDGET_EXCEEDED: { status: 429, message: 'the configured ACME order budget is used up' },
   ACME_DNS_FAILED: { status: 502, message: 'the DNS-01 hook failed' },
   ACME_ORDER_FAILED: { status: 502, message: 'the ACME order failed' },
+  // collab relay (src/collab; issue 6)
+  COLLAB_UPGRADE_REQUIRED: { status: 426, message: 'this location is a y-websocket endpoint: open a websocket' },
+  COLLAB_INVALID_UPDATE: { status: 400, message: 'the body is not a valid Yjs update' },
+  /** The room's store failed (its sockets were closed with 1011); a retry loads it afresh. */
+  COLLAB_STORE_FAILED: { status: 503, message: 'the room could not be read or stored; try again' },
 
   INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;

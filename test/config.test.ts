@@ -78,6 +78,7 @@ function defaults(dir: string, domain: string, port: number) {
     },
     proxy: { timeout_ms: 60000, connect_timeout_ms: 5000, pool_connections: 128, max_fails: 3, eject_ms: 10000, forwarder: 'lean' },
     oauth: { code_ttl_s: 60, access_token_ttl_s: 3600, refresh_token_ttl_s: 2_592_000, max_param_bytes: 2048, max_body_bytes: 16_384, sweep_interval_s: 60 },
+    collab: { max_payload_bytes: 16777216, send_buffer_limit_bytes: 4194304, ping_interval_ms: 30000, unload_grace_ms: 30000, compact_after_updates: 500 },
     log: { level: 'info', access_log: true },
   };
 }
@@ -172,6 +173,8 @@ t.test('bad values name their key and what was expected', async (t) => {
     ['header timeout string', { ...d, limits: { header_timeout_ms: '10000' } }, 'limits.header_timeout_ms'],
     ['header > request timeout', { ...d, limits: { request_timeout_ms: 5000 } }, 'limits.header_timeout_ms'],
     ['proxy.max_fails 0', { ...d, proxy: { max_fails: 0 } }, 'proxy.max_fails'],
+    ['collab.ping_interval_ms 0', { ...d, collab: { ping_interval_ms: 0 } }, 'collab.ping_interval_ms'],
+    ['collab.unknown', { ...d, collab: { max_payload: 10 } }, 'collab.max_payload'],
     ['log.level', { ...d, log: { level: 'verbose' } }, 'log.level'],
     ['log.access_log yes', { ...d, log: { access_log: 'yes' } }, 'log.access_log'],
   ];

@@ -49,7 +49,7 @@ export async function readJsonBody(req: IncomingMessage, limit = MAX_BODY_BYTES)
     throw new EdgewayError('PAYLOAD_TOO_LARGE');
   }
 
-  const text = await collect(req, limit);
+  const text = (await collect(req, limit)).toString('utf8');
   try {
     return JSON.parse(text) as unknown;
   } catch {
@@ -57,7 +57,27 @@ export async function readJsonBody(req: IncomingMessage, limit = MAX_BODY_BYTES)
   }
 }
 
-function collect(req: IncomingMessage, limit: number): Promise<string> {
+/**
+ * Reads a binary body of `contentType` (the collab state PUT: one Yjs update),
+ * with the same limit and refusals as JSON bodies.
+ */
+export async function readBytesBody(req: IncomingMessage, contentType: string, limit = MAX_BODY_BYTES): Promise<Buffer> {
+  const header = req.headers['content-type'];
+  const type = header === undefined ? '' : header.split(';')[0]!.trim().toLowerCase();
+  const encoding = req.headers['content-encoding'];
+  if (type !== contentType || (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity')) {
+    abandon(req);
+    throw new EdgewayError('UNSUPPORTED_MEDIA_TYPE', `expected ${contentType}, uncompressed`);
+  }
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > limit) {
+    abandon(req);
+    throw new EdgewayError('PAYLOAD_TOO_LARGE');
+  }
+  return collect(req, limit);
+}
+
+function collect(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -81,7 +101,7 @@ function collect(req: IncomingMessage, limit: number): Promise<string> {
     };
     const onEnd = (): void => {
       cleanup();
-      resolve(Buffer.concat(chunks, size).toString('utf8'));
+      resolve(Buffer.concat(chunks, size));
     };
     const onError = (err: Error): void => {
       cleanup();

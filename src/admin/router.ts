@@ -21,6 +21,8 @@ export interface HandlerResult {
   readonly body?: unknown;
   /** Sent as is instead of `body` (Prometheus text); set its content-type in `headers`. */
   readonly text?: string;
+  /** Sent as is instead of `body` (a binary Yjs update); set its content-type in `headers`. */
+  readonly bytes?: Uint8Array;
   readonly headers?: Readonly<Record<string, string>>;
 }
 

@@ -84,7 +84,7 @@ function errorResult(e: unknown, server: Server): HandlerResult {
 
 function send(req: IncomingMessage, res: ServerResponse, result: HandlerResult): void {
   if (res.headersSent || res.destroyed) return;
-  const payload = result.text ?? (result.status === 204 || result.body === undefined ? '' : JSON.stringify(result.body));
+  const payload = result.bytes ?? result.text ?? (result.status === 204 || result.body === undefined ? '' : JSON.stringify(result.body));
   res.statusCode = result.status;
   res.setHeader('content-type', 'application/json');
   res.setHeader('cache-control', 'no-store');

@@ -30,7 +30,7 @@ import type { FailLimiter } from './fail-limiter.js';
 import { Handoff } from './handoff.js';
 import type { TokenVerifier, UserClaims } from './jwt.js';
 import { refuse, refuseRaw, wantsHtml, type Reason } from './refusal.js';
-import { policyOf, scopeFor, type Policy } from './scope-template.js';
+import { fillRoom, policyOf, scopeFor, type Policy } from './scope-template.js';
 import type { Grant, SessionCookies } from './session-cookie.js';
 
 export type { Grant } from './session-cookie.js';
@@ -128,6 +128,27 @@ export class AccessGate {
     return a;
   }
 
+  /**
+   * For a service that refuses after completing the upgrade (the collab relay
+   * closes with 4401/4403, which y-websocket treats as final): the grant, or
+   * which refusal, answered by nobody here. `room` fills the scope template's
+   * `{room}`. Counted and rate-limited like upgrade().
+   */
+  check(req: IncomingMessage, m: RouteMatch, room: string, queryToken: string | undefined): Grant | 'unauthorized' | 'forbidden' {
+    const policy = policyOf(m.host, m.location);
+    if (policy.kind === 'public') return PUBLIC_GRANT;
+    const now = this.#now();
+    const address = clientAddress(req);
+    if (this.#banFor(address, now) > 0) return 'unauthorized';
+    const host = normalizeHost(req.headers.host) as string;
+    const a = this.#authenticate(req, host, queryToken);
+    if (typeof a === 'string') {
+      this.#failed(a, address, now);
+      return 'unauthorized';
+    }
+    return this.#refusal(policy, a, host, req, room) === undefined ? a : 'forbidden';
+  }
+
   /** The first valid credential, or why there is none (the first refused one's reason, else no_token). */
   #authenticate(req: IncomingMessage, host: string, queryToken: string | undefined): Grant | Reason {
     let first: Reason | undefined;
@@ -186,8 +207,8 @@ export class AccessGate {
   }
 
   /** Why a valid credential may not pass here (counted), or undefined: then the request carries its user for the access log. */
-  #refusal(policy: Policy, a: Grant, host: string, req: IncomingMessage): Reason | undefined {
-    const denied = this.#denied(policy, a, host);
+  #refusal(policy: Policy, a: Grant, host: string, req: IncomingMessage, room?: string): Reason | undefined {
+    const denied = this.#denied(policy, a, host, room);
     if (denied !== undefined) this.onFailure?.(denied);
     else (req as RequestMarks)[kUser] = a.sub;
     return denied;
@@ -199,14 +220,15 @@ export class AccessGate {
   }
 
   /** Undefined when the grant satisfies the policy, else the 403 reason. */
-  #denied(policy: Policy, g: Grant, host: string): Reason | undefined {
+  #denied(policy: Policy, g: Grant, host: string, room?: string): Reason | undefined {
     switch (policy.kind) {
       case 'public':
       case 'user':
         return undefined;
       case 'scope':
-        // `{room}` is only filled in by the collab relay: anywhere else it grants nothing.
-        return !policy.room && g.scope.includes(scopeFor(policy, host)) ? undefined : 'scope';
+        // `{room}` is only filled in by the collab relay (check()): anywhere else it grants nothing.
+        if (policy.room) return room !== undefined && g.scope.includes(fillRoom(scopeFor(policy, host), room)) ? undefined : 'scope';
+        return g.scope.includes(scopeFor(policy, host)) ? undefined : 'scope';
       case 'users':
         return policy.users.has(g.sub) ? undefined : 'users';
       case 'never':

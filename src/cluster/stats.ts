@@ -13,7 +13,7 @@
 // static aggregate() does the merging: sums, or each metric's own aggregator.
 
 import cluster, { type Worker } from 'node:cluster';
-import { AggregatorRegistry, Gauge } from 'prom-client';
+import { AggregatorRegistry, Gauge, type Registry } from 'prom-client';
 import type { Config } from '../config/types.js';
 import { classifyHost } from '../hosts/hostname.js';
 import type { Logger } from '../log.js';
@@ -103,6 +103,8 @@ export interface PrimaryObservability {
   readonly activity: ActivitySource;
   /** Hand it every `stats` message from a worker. */
   readonly collector: StatsCollector;
+  /** The primary's own registry (merged with the workers' on a scrape): the collab relay's figures live here. */
+  readonly registry: Registry;
 }
 
 export interface PrimaryObservabilityOptions {
@@ -150,7 +152,7 @@ export function createPrimaryObservability(o: PrimaryObservabilityOptions): Prim
       return buildReport(o.hosts(), (h) => classifyHost(h, o.domain).orgId, rows, missing);
     },
   };
-  return { metrics, activity, collector };
+  return { metrics, activity, collector, registry: local.registry };
 }
 
 /** A worker's observability: like the single process's, minus the table size (the primary reports it). */

@@ -98,6 +98,20 @@ export interface OAuthConfig {
   readonly sweep_interval_s: number;
 }
 
+/** The collab relay (DESIGN.md "Collab relay", issue 6). */
+export interface CollabConfig {
+  /** Larger websocket messages close the socket with 1009. */
+  readonly max_payload_bytes: number;
+  /** A client whose unsent data passes this is closed with 1013 instead of slowing its room. */
+  readonly send_buffer_limit_bytes: number;
+  /** Websocket ping period; a peer that has not answered the previous ping is dropped. */
+  readonly ping_interval_ms: number;
+  /** How long a room stays in memory after its last client left (then a final flush and unload). */
+  readonly unload_grace_ms: number;
+  /** Stored updates of a room after which its log is merged into one record (background). */
+  readonly compact_after_updates: number;
+}
+
 export interface Config {
   /** Absolute path of the file this came from (for SIGHUP reloads). */
   readonly config_file: string;
@@ -134,6 +148,7 @@ export interface Config {
   readonly limits: LimitsConfig;
   readonly proxy: ProxyConfig;
   readonly oauth: OAuthConfig;
+  readonly collab: CollabConfig;
   readonly log: {
     readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
     readonly access_log: boolean;

@@ -117,6 +117,16 @@ export function validateConfig(raw: unknown, configFile: string): Config {
   };
   oa.done();
 
+  const col = top.section('collab');
+  const collab = {
+    max_payload_bytes: col.int('max_payload_bytes', 16_777_216, 1024, 268_435_456),
+    send_buffer_limit_bytes: col.int('send_buffer_limit_bytes', 4_194_304, 1024, 268_435_456),
+    ping_interval_ms: col.int('ping_interval_ms', 30_000, 100, 600_000),
+    unload_grace_ms: col.int('unload_grace_ms', 30_000, 0, DAY_MS),
+    compact_after_updates: col.int('compact_after_updates', 500, 1, 1_000_000),
+  };
+  col.done();
+
   const logSec = top.section('log');
   const log = {
     level: logSec.oneOf('level', LOG_LEVELS, 'info'),
@@ -128,7 +138,7 @@ export function validateConfig(raw: unknown, configFile: string): Config {
   if (issues.list.length > 0) throw toError(issues);
   return {
     config_file: configFile, domain, listen, workers, data_dir, routes_dir, public_port,
-    tls, auth, admin, limits, proxy, oauth, log,
+    tls, auth, admin, limits, proxy, oauth, collab, log,
   };
 }
 

@@ -12,6 +12,7 @@ import { TokenVerifier } from '../auth/jwt.js';
 import { AccessGate } from '../auth/access-gate.js';
 import { FailLimiter } from '../auth/fail-limiter.js';
 import { SessionCookies, loadSessionKey } from '../auth/session-cookie.js';
+import type { Registry } from 'prom-client';
 import type { RouteTable } from '../routes/table.js';
 import { closeServices, openServices } from '../services/registry.js';
 import type { ServiceSet } from '../services/types.js';
@@ -44,6 +45,8 @@ export interface ControlHost {
 export interface ControlObservability {
   readonly activity?: ActivitySource;
   readonly metrics?: MetricsSource & { leaseExpired?(): void };
+  /** The registry behind `metrics` in this process, where services add their own figures. */
+  readonly registry?: Registry;
 }
 
 export async function startControl(
@@ -74,7 +77,10 @@ export async function startControl(
     const sessions = new SessionCookies(await loadSessionKey(cfg.data_dir), cfg.auth.session_ttl_s);
     const gate = new AccessGate(cfg, verifier, sessions, new FailLimiter(cfg.auth.fail_limit));
     try {
-      services = await openServices({ config: cfg, log, gate, lookupHost: (h) => routes.lookupHost(h)?.host });
+      services = await openServices({
+        config: cfg, log, gate, lookupHost: (h) => routes.lookupHost(h)?.host,
+        ...(observe.registry ? { metrics: observe.registry } : {}),
+      });
     } catch (err) {
       control.stop();
       await control.close();

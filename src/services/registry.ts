@@ -3,11 +3,18 @@
 // serving its locations with 503 would hide a broken data_dir.
 
 import { openOAuth } from '../oauth/service.js';
+import { openCollab } from '../collab/collab-service.js';
 import type { ServiceDeps, ServiceSet } from './types.js';
 
 export async function openServices(deps: ServiceDeps): Promise<ServiceSet> {
   const set: ServiceSet = {};
-  set.oauth = await openOAuth(deps);
+  try {
+    set.oauth = await openOAuth(deps);
+    set.collab = await openCollab(deps);
+  } catch (err) {
+    await closeServices(set);
+    throw err;
+  }
   return set;
 }
 

@@ -10,6 +10,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { Registry } from 'prom-client';
 import type { AccessGate } from '../auth/access-gate.js';
 import type { RouteSpec } from '../admin/router.js';
 import type { Tenancy } from '../admin/tenancy.js';
@@ -48,4 +49,6 @@ export interface ServiceDeps {
   readonly gate: AccessGate;
   /** The host entry currently stored for a name (exact, then its `*.parent`), for checks such as redirect_uri hosts. */
   readonly lookupHost: (host: string) => CompiledHost | undefined;
+  /** The registry GET /metrics serves from this process (both process models), for a service's own figures. */
+  readonly metrics?: Registry;
 }
