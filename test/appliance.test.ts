@@ -148,13 +148,13 @@ t.test('routes, admin changes, SNI and Host', async (t) => {
     t.match(h.headers['content-type'], /html/);
   });
 
-  t.test('service locations: oauth answers 503 until its issue lands; collab wants a websocket (426)', async (t) => {
+  t.test('service locations reach their services: oauth token wants a POST (405), collab wants a websocket (426)', async (t) => {
     await admin(ta, 'PUT', `/v1/hosts/${ORG_HOST}`, {
       access: 'public',
       locations: [{ path: '/collab/yjs', service: 'collab' }, { path: '/oauth', service: 'oauth' }],
     });
     const o = await httpsGet(ta, ORG_HOST, '/oauth/token', { headers: { accept: 'application/json' } });
-    t.equal(o.status, 503);
+    t.equal(o.status, 405);
     const r = await httpsGet(ta, ORG_HOST, '/collab/yjs/room', { headers: { accept: 'application/json' } });
     t.equal(r.status, 426);
   });
