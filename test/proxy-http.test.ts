@@ -95,6 +95,19 @@ t.test('path and query pass through byte for byte', async (t) => {
   t.equal(url, path.slice(0, -1));
 });
 
+t.test('forwarding inside an AsyncLocalStorage context (as Playwright and APM agents run one)', async (t) => {
+  // async_hooks stores the context on each parser's resource object: a frozen
+  // one made every upstream connection throw (found by test/browser.test.ts).
+  const { AsyncLocalStorage } = await import('node:async_hooks');
+  const als = new AsyncLocalStorage<{ id: number }>();
+  const up = await upstream(t, (_req, res) => res.end('ok'));
+  const group = new UpstreamGroup([up.target], CFG);
+  const port = await als.run({ id: 1 }, () => front(t, forwarder(t), () => group));
+  const r = await als.run({ id: 2 }, () => request(port, { path: '/' }));
+  t.equal(r.status, 200);
+  t.equal(r.body.toString(), 'ok');
+});
+
 /** Sends a raw request on a fresh connection and parses the one response (Content-Length framed). */
 async function rawRequest(port: number, head: string): Promise<{ status: number; headers: Record<string, string[]>; body: Buffer }> {
   const sock = net.connect(port, '127.0.0.1');

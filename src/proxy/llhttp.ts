@@ -48,11 +48,12 @@ export const STRICT = HTTPParser.kLenientNone;
 /** Heads larger than this are refused (HPE_HEADER_OVERFLOW), like undici's default. */
 export const MAX_RESPONSE_HEAD = 64 * 1024;
 
-const RESOURCE = Object.freeze({});
-
 /** A response parser for one upstream connection; it parses every response that connection carries. */
 export function newResponseParser(): ResponseParser {
   const p = new HTTPParser();
-  p.initialize(RESPONSE, RESOURCE, MAX_RESPONSE_HEAD, STRICT);
+  // The async resource must be a fresh, extensible object: async_hooks stores
+  // the AsyncLocalStorage context on it (a frozen or shared one throws or leaks
+  // one connection's context into another). One per connection, not per request.
+  p.initialize(RESPONSE, {}, MAX_RESPONSE_HEAD, STRICT);
   return p;
 }
