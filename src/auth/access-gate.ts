@@ -29,7 +29,7 @@ import type { RouteMatch } from '../routes/types.js';
 import type { FailLimiter } from './fail-limiter.js';
 import { Handoff } from './handoff.js';
 import type { TokenVerifier, UserClaims } from './jwt.js';
-import { refuse, refuseRaw, wantsHtml, type Reason } from './refusal.js';
+import { REASONS, refuse, refuseRaw, wantsHtml, type Reason } from './refusal.js';
 import { fillRoom, policyOf, scopeFor, type Policy } from './scope-template.js';
 import type { Grant, SessionCookies } from './session-cookie.js';
 
@@ -62,6 +62,8 @@ export class AccessGate {
   /** One Grant per verified claims object: the verifier's cache hands back the same claims, so a hit allocates nothing. */
   readonly #bearerGrants = new WeakMap<UserClaims, Grant>();
   readonly #queryGrants = new WeakMap<UserClaims, Grant>();
+  /** Set by #decide when it answers 'banned' and read right after by its caller (same tick). */
+  #bannedForS = 0;
 
   constructor(cfg: Config, verifier: TokenVerifier, sessions: SessionCookies, limiter: FailLimiter, now: () => number = Date.now) {
     this.#verifier = verifier;
@@ -104,28 +106,10 @@ export class AccessGate {
 
   /** A websocket upgrade: the grant (its expMs closes the socket later), or undefined when refused on the raw socket. */
   upgrade(req: IncomingMessage, socket: Duplex, m: RouteMatch, own: OwnQuery | undefined): Grant | undefined {
-    const policy = policyOf(m.host, m.location);
-    if (policy.kind === 'public') return PUBLIC_GRANT;
-    const now = this.#now();
-    const address = clientAddress(req);
-    const ban = this.#banFor(address, now);
-    if (ban > 0) {
-      refuseRaw(socket, 'banned', ban);
-      return undefined;
-    }
-    const host = normalizeHost(req.headers.host) as string;
-    const a = this.#authenticate(req, host, own?.token);
-    if (typeof a === 'string') {
-      this.#failed(a, address, now);
-      refuseRaw(socket, a);
-      return undefined;
-    }
-    const denied = this.#refusal(policy, a, host, req);
-    if (denied !== undefined) {
-      refuseRaw(socket, denied);
-      return undefined;
-    }
-    return a;
+    const d = this.#decide(req, m, own?.token, undefined);
+    if (typeof d !== 'string') return d;
+    refuseRaw(socket, d, d === 'banned' ? this.#bannedForS : 0);
+    return undefined;
   }
 
   /**
@@ -135,18 +119,33 @@ export class AccessGate {
    * `{room}`. Counted and rate-limited like upgrade().
    */
   check(req: IncomingMessage, m: RouteMatch, room: string, queryToken: string | undefined): Grant | 'unauthorized' | 'forbidden' {
+    const d = this.#decide(req, m, queryToken, room);
+    if (typeof d !== 'string') return d;
+    return REASONS[d][0] === 403 ? 'forbidden' : 'unauthorized';
+  }
+
+  /**
+   * What upgrade() and check() decide alike: the grant, or the reason to
+   * refuse (failures counted, a ban's seconds left in #bannedForS for the
+   * caller that answers with Retry-After).
+   */
+  #decide(req: IncomingMessage, m: RouteMatch, queryToken: string | undefined, room: string | undefined): Grant | Reason {
     const policy = policyOf(m.host, m.location);
     if (policy.kind === 'public') return PUBLIC_GRANT;
     const now = this.#now();
     const address = clientAddress(req);
-    if (this.#banFor(address, now) > 0) return 'unauthorized';
+    const ban = this.#banFor(address, now);
+    if (ban > 0) {
+      this.#bannedForS = ban;
+      return 'banned';
+    }
     const host = normalizeHost(req.headers.host) as string;
     const a = this.#authenticate(req, host, queryToken);
     if (typeof a === 'string') {
       this.#failed(a, address, now);
-      return 'unauthorized';
+      return a;
     }
-    return this.#refusal(policy, a, host, req, room) === undefined ? a : 'forbidden';
+    return this.#refusal(policy, a, host, req, room) ?? a;
   }
 
   /** The first valid credential, or why there is none (the first refused one's reason, else no_token). */
