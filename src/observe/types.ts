@@ -16,15 +16,10 @@ export interface HostActivity {
   readonly bytes_out: number;
 }
 
-export interface OrgActivity {
+/** The same counters summed over an org's hosts. */
+export interface OrgActivity extends Omit<HostActivity, 'host' | 'org_id'> {
   readonly org_id: string;
   readonly hosts: number;
-  readonly last_request_at: string | null;
-  readonly open_connections: number;
-  readonly open_websockets: number;
-  readonly requests: number;
-  readonly bytes_in: number;
-  readonly bytes_out: number;
 }
 
 export interface ActivityReport {
