@@ -13,6 +13,7 @@
 // edgeway accepted. The app's other cookies and its own Authorization pass.
 
 import type { IncomingMessage } from 'node:http';
+import { EdgewayError } from '../errors.js';
 import type { ForwardRequest } from './forwarder.js';
 
 const HOP_BY_HOP: ReadonlySet<string> = new Set([
@@ -183,6 +184,7 @@ function filter(raw: readonly (string | Buffer)[], drop: ReadonlySet<string>, ou
     const v = raw[i + 1] as string | Buffer;
     let value = typeof v === 'string' ? v : v.toString('latin1');
     const lower = name.toLowerCase();
+    if (lower === 'host') hostFields++;
     if (drop.has(lower)) {
       if (lower === 'connection') named = addConnectionTokens(value, named);
       continue;
@@ -209,37 +211,34 @@ function filter(raw: readonly (string | Buffer)[], drop: ReadonlySet<string>, ou
   return out;
 }
 
+/** Host fields seen by the last filter() pass (read by upstreamHeaders right after it). */
+let hostFields = 0;
+
+const BAD_FRAMING = new EdgewayError('BAD_REQUEST');
+
 /**
  * The header list to send upstream, as a flat array. Host passes through
  * unchanged: code-server and Jupyter compare Origin with Host, and the
  * upstream's links must name the public host.
- */
-export function upstreamHeaders(req: IncomingMessage, fr: ForwardRequest): string[] {
-  const own = fr.keepCredentials === true ? Own.None : fr.dropAuthorization === true ? Own.CookiesAndAuthorization : Own.Cookies;
-  const out = filter(req.rawHeaders, REQUEST_DROP, [], own);
-  out.push('x-forwarded-for', fr.clientIp, 'x-forwarded-proto', fr.proto, 'x-forwarded-host', fr.host);
-  return out;
-}
-
-/**
- * Request framing the lean path refuses before anything goes upstream (undici
- * refuses the same shapes itself). node:http emits 'request' before llhttp has
- * judged the body, so these would otherwise reach the upstream's socket:
+ *
+ * Throws BAD_REQUEST (the forwarders answer it through failure.ts) for request
+ * framing that must never reach an upstream. node:http emits 'request' before
+ * llhttp has judged the body, so these are refused here, in the one pass over
+ * the fields the request needs anyway:
  * - Transfer-Encoding other than exactly `chunked` (RFC 9112 §6.1: a request
  *   whose final coding is not chunked gets 400; we accept no other codings, as
  *   nginx does; two TE fields arrive joined, `chunked, identity`);
  * - more than one Host field (RFC 9112 §3.2: 400).
  */
-export function badFraming(req: IncomingMessage): boolean {
+export function upstreamHeaders(req: IncomingMessage, fr: ForwardRequest): string[] {
   const te = req.headers['transfer-encoding'];
-  if (te !== undefined && te !== 'chunked' && te.toLowerCase() !== 'chunked') return true;
-  const raw = req.rawHeaders;
-  let hosts = 0;
-  for (let i = 0; i < raw.length; i += 2) {
-    const n = raw[i] as string;
-    if (n.length === 4 && n.toLowerCase() === 'host' && ++hosts > 1) return true;
-  }
-  return false;
+  if (te !== undefined && te !== 'chunked' && te.toLowerCase() !== 'chunked') throw BAD_FRAMING;
+  const own = fr.keepCredentials === true ? Own.None : fr.dropAuthorization === true ? Own.CookiesAndAuthorization : Own.Cookies;
+  hostFields = 0;
+  const out = filter(req.rawHeaders, REQUEST_DROP, [], own);
+  if (hostFields > 1) throw BAD_FRAMING;
+  out.push('x-forwarded-for', fr.clientIp, 'x-forwarded-proto', fr.proto, 'x-forwarded-host', fr.host);
+  return out;
 }
 
 /**

@@ -16,7 +16,7 @@ import type { ProxyConfig } from '../config/types.js';
 import type { UpstreamTarget } from '../routes/types.js';
 import type { Forwarder, ForwardRequest, UpstreamTlsOptions } from './forwarder.js';
 import { classifyUpstreamError, isConnectFailure, sendError } from './failure.js';
-import { badFraming, responseHeaders, upstreamHeaders } from './headers.js';
+import { responseHeaders, upstreamHeaders } from './headers.js';
 import { LeanPool, type ConnUser, type UpstreamConn, type Waiter } from './lean-pool.js';
 import { UndiciForwarder } from './undici-forwarder.js';
 
@@ -317,9 +317,15 @@ export class LeanForwarder implements Forwarder {
   forward(req: IncomingMessage, res: ServerResponse, fr: ForwardRequest): void {
     if (!fr.group.plain) return this.tlsPath.forward(req, res, fr);
     if (this.closed) return sendError(req, res, 'SHUTTING_DOWN');
-    if (badFraming(req)) return sendError(req, res, 'BAD_REQUEST');
     this.clock.now = Date.now();
-    new Exchange(this, req, res, fr).start();
+    let ex: Exchange;
+    try {
+      ex = new Exchange(this, req, res, fr);
+    } catch (err) {
+      // Request framing upstreamHeaders refuses (headers.ts): nothing went upstream.
+      return sendError(req, res, classifyUpstreamError(err));
+    }
+    ex.start();
   }
 
   get poolCount(): number {

@@ -232,14 +232,23 @@ function onMessageComplete(this: ParserWithConn): void {
   c.finished = true;
 }
 
+const TIMEOUT_PARAM = /timeout=(\d+)/i;
+/** The last Keep-Alive value parsed: an upstream sends the same one on every response. */
+let lastHint = '';
+let lastHintMs = IDLE_MS;
+
 /** `Keep-Alive: timeout=N` (RFC 2068 §19.7.1.1, still sent by Node and others) → idle ms we may use. */
 function keepAliveHint(headers: readonly string[]): number {
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i] as string;
     if (name.length !== 10 || name.toLowerCase() !== 'keep-alive') continue;
-    const m = /timeout=(\d+)/i.exec(headers[i + 1] as string);
-    if (m === null) break;
-    return Math.min(IDLE_MAX_MS, Math.max(0, Number(m[1]) * 1000 - IDLE_THRESHOLD_MS));
+    const value = headers[i + 1] as string;
+    if (value === lastHint) return lastHintMs;
+    const m = TIMEOUT_PARAM.exec(value);
+    const ms = m === null ? IDLE_MS : Math.min(IDLE_MAX_MS, Math.max(0, Number(m[1]) * 1000 - IDLE_THRESHOLD_MS));
+    lastHint = value;
+    lastHintMs = ms;
+    return ms;
   }
   return IDLE_MS;
 }
