@@ -399,6 +399,8 @@ export interface EdgewayOptions {
   readonly cert?: { cert: string; key: string };
   /** `proxy.forwarder` (default: the product default, lean); undici is the "before" of bench/NOTES.md. */
   readonly forwarder?: 'lean' | 'undici';
+  /** `proxy.fast_lane: false` (node:http for every request): the "before" of the fast lane in bench/NOTES.md. */
+  readonly noFastLane?: boolean;
   /** Extra node flags, e.g. `--cpu-prof` (bench/profile.ts). */
   readonly nodeArgs?: readonly string[];
 }
@@ -430,7 +432,8 @@ ${tls}
 auth: { jwt: { secret: ${JWT_SECRET} } }
 admin: { allowed_upstreams: [127.0.0.0/8] }
 log: { level: warn, access_log: false }
-${o.forwarder === undefined ? '' : `proxy: { forwarder: ${o.forwarder} }\n`}`,
+proxy: { ${o.forwarder === undefined ? '' : `forwarder: ${o.forwarder}, `}fast_lane: ${o.noFastLane === true ? 'false' : 'true'} }
+`,
   );
   if (!existsSync(MAIN_JS)) throw new Error(`${MAIN_JS} is missing: run npm run build first`);
   const child = launch(process.execPath, [...(o.nodeArgs ?? []), MAIN_JS, '--config', configFile], { cwd: dir, log: join(dir, 'edgeway.log') });

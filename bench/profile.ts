@@ -66,8 +66,10 @@ try {
     body: JSON.stringify({ host: ORG_HOST, access: 'public', locations: [{ path: '/', upstream: `http://127.0.0.1:${up.port}` }] }),
   });
   if (put.status !== 201) throw new Error(`PUT ${ORG_HOST}: ${put.status} ${await put.text()}`);
-  const r = await runWrk(wrk, { url: `https://127.0.0.1:${e.httpsPort}/`, headers: { host: ORG_HOST }, connections: 64, seconds });
+  const r = await runWrk(wrk, { url: `https://127.0.0.1:${e.httpsPort}/`, headers: { Host: ORG_HOST }, connections: 64, seconds });
   console.log(`forwarder ${forwarder}, ${seconds} s, c64: ${Math.round(r.rps)} req/s, p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms`);
+  // A profile of error answers says nothing about the forwarding path.
+  if (r.non_2xx_3xx > 0 || r.errors > 0) throw new Error(`${r.non_2xx_3xx} non-2xx/3xx answers and ${r.errors} socket errors: not profiling that`);
   await stopAll(); // SIGTERM: edgeway drains and Node writes the profile on exit
   const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
   if (file === undefined) throw new Error('no .cpuprofile was written');

@@ -21,6 +21,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Config } from '../config/types.js';
+import type { RequestView } from '../http1/request-view.js';
 import { normalizeHost } from '../hosts/hostname.js';
 import { kUser, type RequestMarks } from '../observe/types.js';
 import { clientAddress } from '../services/client-address.js';
@@ -104,6 +105,25 @@ export class AccessGate {
     return a;
   }
 
+  /**
+   * The fast lane's question (src/server/fast-lane.ts): the grant when the
+   * request passes as it is, else undefined with nothing counted or answered:
+   * the fast lane then hands the request to node:http, whose request() above
+   * decides again and answers (refusal, login redirect, handoff), so every
+   * refusal is counted once, there.
+   */
+  grantAsIs(req: RequestView, m: RouteMatch): Grant | undefined {
+    const policy = policyOf(m.host, m.location);
+    if (policy.kind === 'public') return PUBLIC_GRANT;
+    const now = this.#now();
+    if (this.#limiter.bannedFor(clientAddress(req), now) > 0) return undefined;
+    const host = normalizeHost(req.headers.host) as string;
+    const a = this.#authenticate(req, host, undefined);
+    if (typeof a === 'string' || this.#denied(policy, a, host) !== undefined) return undefined;
+    (req as RequestMarks)[kUser] = a.sub;
+    return a;
+  }
+
   /** A websocket upgrade: the grant (its expMs closes the socket later), or undefined when refused on the raw socket. */
   upgrade(req: IncomingMessage, socket: Duplex, m: RouteMatch, own: OwnQuery | undefined): Grant | undefined {
     const d = this.#decide(req, m, own?.token, undefined);
@@ -149,7 +169,7 @@ export class AccessGate {
   }
 
   /** The first valid credential, or why there is none (the first refused one's reason, else no_token). */
-  #authenticate(req: IncomingMessage, host: string, queryToken: string | undefined): Grant | Reason {
+  #authenticate(req: RequestView, host: string, queryToken: string | undefined): Grant | Reason {
     let first: Reason | undefined;
     const cookies = cookieValues(req.headers.cookie, OWN_TOKEN);
     if (cookies !== undefined) {
@@ -206,7 +226,7 @@ export class AccessGate {
   }
 
   /** Why a valid credential may not pass here (counted), or undefined: then the request carries its user for the access log. */
-  #refusal(policy: Policy, a: Grant, host: string, req: IncomingMessage, room?: string): Reason | undefined {
+  #refusal(policy: Policy, a: Grant, host: string, req: RequestView, room?: string): Reason | undefined {
     const denied = this.#denied(policy, a, host, room);
     if (denied !== undefined) this.onFailure?.(denied);
     else (req as RequestMarks)[kUser] = a.sub;

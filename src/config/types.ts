@@ -81,6 +81,11 @@ export interface ProxyConfig {
   readonly eject_ms: number;
   /** HTTP forwarding path for plain-HTTP upstreams (issue 4): `lean` (lean-forwarder.ts) or `undici`. */
   readonly forwarder: 'lean' | 'undici';
+  /**
+   * With the lean forwarder: plain GET/HEAD requests to plain-HTTP upstreams
+   * are served without node:http (src/server/fast-lane.ts, issue 4).
+   */
+  readonly fast_lane: boolean;
 }
 
 /** The OAuth2 authorization server (DESIGN.md "OAuth2 (contract)", src/oauth/). */

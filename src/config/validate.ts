@@ -103,6 +103,7 @@ export function validateConfig(raw: unknown, configFile: string): Config {
     max_fails: prx.int('max_fails', 3, 1, 1000),
     eject_ms: prx.int('eject_ms', 10_000, 1, 3_600_000),
     forwarder: prx.oneOf('forwarder', ['lean', 'undici'] as const, 'lean'),
+    fast_lane: prx.bool('fast_lane', true),
   };
   prx.done();
 

@@ -9,7 +9,7 @@
 // no user info, no path), and the user id only (never the token it came from).
 
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import type { RequestView } from '../http1/request-view.js';
 import { pathForLog, type Logger } from '../log.js';
 import type { ErrorCode } from '../errors.js';
 import type { CompiledLocation } from '../routes/types.js';
@@ -71,7 +71,7 @@ export class AccessLog {
     this.log = parent.child({ log: 'access' }, { level: 'info' });
   }
 
-  write(req: IncomingMessage, f: AccessFields): void {
+  write(req: RequestView, f: AccessFields): void {
     const url = req.url;
     this.log.info(
       {

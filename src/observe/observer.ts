@@ -11,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Config } from '../config/types.js';
+import type { RequestView } from '../http1/request-view.js';
 import { ERRORS, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { classifyHost } from '../hosts/hostname.js';
@@ -20,7 +21,7 @@ import type { CertListing } from '../tls/cert-store.js';
 import { AccessLog, nextRequestId, upstreamOf, type AccessFields } from './access-log.js';
 import { Activity, LocalActivitySource, type ActivityRow, type HostStats } from './activity.js';
 import { Metrics, comboOf } from './metrics.js';
-import { kErrorCode, kRequestId, type ActivitySource, type RequestMarks, type RequestObserver } from './types.js';
+import { kErrorCode, kRequestId, type ActivitySource, type ObservedRequest, type RequestMarks, type RequestObserver } from './types.js';
 
 const kEx = Symbol('edgeway.observe.exchange');
 const kConn = Symbol('edgeway.observe.conn');
@@ -31,7 +32,7 @@ type TaggedSocket = Socket & RequestMarks & { [kConn]?: ConnState };
 class Exchange {
   constructor(
     readonly obs: Observer,
-    readonly req: IncomingMessage,
+    readonly req: RequestView,
     readonly start: number,
     readonly combo: number,
     readonly conn: ConnState,
@@ -101,6 +102,24 @@ export class Observer implements RequestObserver {
     res.on('close', onResClose);
   }
 
+  /**
+   * A request the fast lane serves (src/server/fast-lane.ts): the same
+   * accounting as request(), ended by fastEnded() instead of a response's 'close'.
+   */
+  fastRequest(req: RequestView, socket: Socket, host: CompiledHost, loc: CompiledLocation): ObservedRequest {
+    const start = performance.now();
+    const conn = this.connOf(socket as TaggedSocket);
+    const hs = this.touch(conn, host, start);
+    const id = nextRequestId();
+    (req as RequestMarks)[kRequestId] = id;
+    return new Exchange(this, req, start, comboOf(host, loc), conn, hs, loc, id, false);
+  }
+
+  /** The fast lane's request ended: `status` sent (499: nothing was), `aborted` when the body was cut short. */
+  fastEnded(r: ObservedRequest, status: number, code: ErrorCode | undefined, aborted: boolean): void {
+    this.ended(r as Exchange, status, code, aborted);
+  }
+
   upgrade(req: IncomingMessage, socket: Duplex, host: CompiledHost | undefined, loc: CompiledLocation | undefined): void {
     const start = performance.now();
     const s = socket as TaggedSocket;
@@ -157,12 +176,14 @@ export class Observer implements RequestObserver {
 
   /** @internal the response ended (complete or not). */
   finished(res: TaggedRes, ex: Exchange): void {
+    this.ended(ex, res.headersSent ? res.statusCode : 499, res[kErrorCode], !res.writableFinished);
+  }
+
+  private ended(ex: Exchange, status: number, code: ErrorCode | undefined, aborted: boolean): void {
     const seconds = (performance.now() - ex.start) / 1000;
-    const status = res.headersSent ? res.statusCode : 499;
-    const code = res[kErrorCode];
     if (code !== undefined) this.metrics.upstreamError(code);
     this.metrics.request(ex.combo, status, seconds);
-    this.account(ex, ex.req.socket ?? ex.conn.socket, status, seconds * 1000, code, !res.writableFinished);
+    this.account(ex, (ex.req.socket as Socket | null) ?? ex.conn.socket, status, seconds * 1000, code, aborted);
   }
 
   /** @internal a client connection closed. */

@@ -43,6 +43,9 @@ export interface MetricsSource {
   readonly contentType: string;
 }
 
+/** What RequestObserver.fastRequest() hands out, opaque to its holder. */
+export type ObservedRequest = object & { readonly __observed?: never };
+
 /**
  * The data plane's one call into observability per request (metrics, the
  * access log, activity). Implementations attach completion tracking without
@@ -63,6 +66,14 @@ export interface RequestObserver {
     host: import('../routes/types.js').CompiledHost | undefined,
     location: import('../routes/types.js').CompiledLocation | undefined,
   ): void;
+  /** A request served by the fast lane (src/server/fast-lane.ts); the token goes back to fastEnded(). */
+  fastRequest(
+    req: import('../http1/request-view.js').RequestView,
+    socket: import('node:net').Socket,
+    host: import('../routes/types.js').CompiledHost,
+    location: import('../routes/types.js').CompiledLocation,
+  ): ObservedRequest;
+  fastEnded(r: ObservedRequest, status: number, code: import('../errors.js').ErrorCode | undefined, aborted: boolean): void;
   /** An authentication or authorization refusal at the edge (reason: no_token, expired, signature, scope, …). */
   authFailure(reason: string): void;
 }

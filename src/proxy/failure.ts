@@ -167,3 +167,10 @@ export function sendRawError(socket: Duplex, code: ErrorCode): void {
   if (socket.writable) socket.end(prepared(code).raw);
   else socket.destroy();
 }
+
+/** `code`'s answer for a writer of its own (the fast lane, src/proxy/fast-exchange.ts): the same page sendError sends. */
+export function errorAnswer(code: ErrorCode, accept: string | undefined): { status: number; headers: readonly string[]; body: Buffer } {
+  const p = prepared(code);
+  const html = accept !== undefined && WANTS_HTML.test(accept);
+  return { status: p.status, headers: html ? p.htmlHeaders : p.jsonHeaders, body: html ? p.html : p.json };
+}

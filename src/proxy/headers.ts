@@ -13,6 +13,7 @@
 // edgeway accepted. The app's other cookies and its own Authorization pass.
 
 import type { IncomingMessage } from 'node:http';
+import type { RequestView } from '../http1/request-view.js';
 import { EdgewayError } from '../errors.js';
 import type { ForwardRequest } from './forwarder.js';
 
@@ -230,7 +231,7 @@ const BAD_FRAMING = new EdgewayError('BAD_REQUEST');
  *   nginx does; two TE fields arrive joined, `chunked, identity`);
  * - more than one Host field (RFC 9112 §3.2: 400).
  */
-export function upstreamHeaders(req: IncomingMessage, fr: ForwardRequest): string[] {
+export function upstreamHeaders(req: RequestView, fr: ForwardRequest): string[] {
   const te = req.headers['transfer-encoding'];
   if (te !== undefined && te !== 'chunked' && te.toLowerCase() !== 'chunked') throw BAD_FRAMING;
   const own = fr.keepCredentials === true ? Own.None : fr.dropAuthorization === true ? Own.CookiesAndAuthorization : Own.Cookies;

@@ -18,6 +18,8 @@ import type { Forwarder, ForwardRequest, UpstreamTlsOptions } from './forwarder.
 import { classifyUpstreamError, isConnectFailure, sendError } from './failure.js';
 import { responseHeaders, upstreamHeaders } from './headers.js';
 import { LeanPool, type ConnUser, type UpstreamConn, type Waiter } from './lean-pool.js';
+import type { UpstreamGroup } from './upstream-group.js';
+import type { ErrorCode } from '../errors.js';
 import { UndiciForwarder } from './undici-forwarder.js';
 
 /** Deadlines (response head, body silence, connect) are checked this often. */
@@ -28,10 +30,47 @@ const IDLE_EVERY = 10;
 const kEx = Symbol('edgeway.leanExchange');
 type Tagged<T> = T & { [kEx]?: Exchange };
 
-const CONNECT_TIMEOUT = Object.assign(new Error('connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' });
-const CLOSED_EARLY = Object.assign(new Error('upstream closed the connection'), { code: 'ECONNRESET' });
+export const CONNECT_TIMEOUT = Object.assign(new Error('connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' });
+export const CLOSED_EARLY = Object.assign(new Error('upstream closed the connection'), { code: 'ECONNRESET' });
 /** Methods safe to send again when a reused connection died before answering (RFC 9110 §9.2.2). */
 const REPLAYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** An exchange the forwarder's coarse sweep checks for deadlines (this file's Exchange, fast-exchange.ts). */
+export interface Swept {
+  prev: Swept | null;
+  next: Swept | null;
+  expire(now: number): void;
+}
+
+/**
+ * After an upstream failure before any response byte: where to send the
+ * request again, or null when the failure is the answer. proxy_next_upstream
+ * error, once, only when the upstream never saw the request; or a safe method
+ * replayed on a fresh socket when a kept-alive one was closed as we reused it
+ * (the request most likely never arrived). Reports the failure to the group.
+ */
+export function nextAttempt(
+  group: UpstreamGroup,
+  target: UpstreamTarget,
+  e: Error,
+  code: ErrorCode,
+  reused: boolean,
+  method: string,
+  mayRetry: boolean,
+): { target: UpstreamTarget; fresh: boolean } | null {
+  if (code !== 'UPSTREAM_REFUSED' && code !== 'UPSTREAM_RESET' && code !== 'UPSTREAM_TIMEOUT') return null;
+  const now = Date.now();
+  if (mayRetry) {
+    if (isConnectFailure(e) && group.size > 1) {
+      group.reportFailure(target, now);
+      const next = group.pick(now);
+      if (next !== target) return { target: next, fresh: false };
+    }
+    if (reused && code === 'UPSTREAM_RESET' && REPLAYABLE.has(method)) return { target, fresh: true };
+  }
+  group.reportFailure(target, now);
+  return null;
+}
 
 function onResClose(this: Tagged<ServerResponse>): void {
   this[kEx]?.clientClosed();
@@ -46,7 +85,7 @@ function onReqEnd(this: Tagged<IncomingMessage>): void {
   this[kEx]?.reqEnd();
 }
 
-class Exchange implements ConnUser, Waiter {
+class Exchange implements ConnUser, Waiter, Swept {
   waiting = true;
   private conn: UpstreamConn | null = null;
   private target: UpstreamTarget;
@@ -62,8 +101,8 @@ class Exchange implements ConnUser, Waiter {
   private bodyPaused = false;
   /** Head deadline, then body-silence deadline, in the forwarder's coarse clock. */
   deadline: number;
-  prev: Exchange | null = null;
-  next: Exchange | null = null;
+  prev: Swept | null = null;
+  next: Swept | null = null;
 
   constructor(
     private readonly fwd: LeanForwarder,
@@ -209,21 +248,9 @@ class Exchange implements ConnUser, Waiter {
       return;
     }
     const code = classifyUpstreamError(e);
-    const group = this.fr.group;
-    if (!this.responded && (code === 'UPSTREAM_REFUSED' || code === 'UPSTREAM_RESET' || code === 'UPSTREAM_TIMEOUT')) {
-      const now = Date.now();
-      if (!this.retried && !this.hasBody) {
-        // proxy_next_upstream error: once, only when the upstream never saw the request.
-        if (isConnectFailure(e) && group.size > 1) {
-          group.reportFailure(this.target, now);
-          const next = group.pick(now);
-          if (next !== this.target) return this.retry(next, false);
-        }
-        // A kept-alive connection the upstream closed as we reused it: the
-        // request most likely never arrived; replay a safe one on a new socket.
-        if (reused && code === 'UPSTREAM_RESET' && REPLAYABLE.has(this.req.method ?? '')) return this.retry(this.target, true);
-      }
-      group.reportFailure(this.target, now);
+    if (!this.responded) {
+      const again = nextAttempt(this.fr.group, this.target, e, code, reused, this.req.method ?? '', !this.retried && !this.hasBody);
+      if (again !== null) return this.retry(again.target, again.fresh);
     }
     this.finish();
     sendError(this.req, this.res, code);
@@ -282,7 +309,7 @@ class Exchange implements ConnUser, Waiter {
 }
 
 /** The request head in one string: request line, fields, framing, blank line. */
-function requestHead(method: string, path: string, headers: readonly string[], chunked: boolean): string {
+export function requestHead(method: string, path: string, headers: readonly string[], chunked: boolean): string {
   let s = method + ' ' + path + ' HTTP/1.1\r\n';
   for (let i = 0; i < headers.length; i += 2) s += headers[i] + ': ' + headers[i + 1] + '\r\n';
   // Transfer-Encoding is hop-by-hop (dropped by headers.ts); the body is re-chunked here.
@@ -297,7 +324,7 @@ export class LeanForwarder implements Forwarder {
   private readonly pools = new Map<string, LeanPool>();
   private readonly trustedPools = new Map<string, LeanPool>();
   private readonly tlsPath: UndiciForwarder;
-  private head: Exchange | null = null;
+  private head: Swept | null = null;
   private active = 0;
   private ticks = 0;
   private closed = false;
@@ -342,14 +369,14 @@ export class LeanForwarder implements Forwarder {
     return pool;
   }
 
-  link(ex: Exchange): void {
+  link(ex: Swept): void {
     ex.next = this.head;
     if (this.head !== null) this.head.prev = ex;
     this.head = ex;
     this.active++;
   }
 
-  unlink(ex: Exchange): void {
+  unlink(ex: Swept): void {
     if (ex.prev === null && this.head !== ex) return;
     if (ex.prev !== null) ex.prev.next = ex.next;
     else this.head = ex.next;

@@ -25,6 +25,7 @@ export interface ResponseParser {
 interface ParserModule {
   readonly HTTPParser: {
     new (): ResponseParser;
+    readonly REQUEST: number;
     readonly RESPONSE: number;
     readonly kOnHeaders: number;
     readonly kOnHeadersComplete: number;
@@ -35,7 +36,10 @@ interface ParserModule {
   };
 }
 
-const { HTTPParser } = createRequire(import.meta.url)('_http_common') as ParserModule;
+const { HTTPParser, methods } = createRequire(import.meta.url)('_http_common') as ParserModule & { readonly methods: readonly string[] };
+
+/** llhttp's method names, indexed by the number kOnHeadersComplete reports. */
+export const METHODS = methods;
 
 export const RESPONSE = HTTPParser.RESPONSE;
 export const kOnHeaders = HTTPParser.kOnHeaders;
@@ -47,6 +51,17 @@ export const STRICT = HTTPParser.kLenientNone;
 
 /** Heads larger than this are refused (HPE_HEADER_OVERFLOW), like undici's default. */
 export const MAX_RESPONSE_HEAD = 64 * 1024;
+
+/**
+ * A request parser for one client connection of the fast lane
+ * (src/server/fast-lane.ts): the same llhttp, with the same strict settings,
+ * that node:http's server uses, so both paths accept exactly the same bytes.
+ */
+export function newRequestParser(maxHeaderSize: number): ResponseParser {
+  const p = new HTTPParser();
+  p.initialize(HTTPParser.REQUEST, {}, maxHeaderSize, STRICT);
+  return p;
+}
 
 /** A response parser for one upstream connection; it parses every response that connection carries. */
 export function newResponseParser(): ResponseParser {

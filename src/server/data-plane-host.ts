@@ -24,6 +24,7 @@ import { WebSocketProxy } from '../proxy/websocket.js';
 import { DataPlane } from './data-plane.js';
 import type { DataState } from './data-state.js';
 import { drainServers } from './drain.js';
+import { FastLane } from './fast-lane.js';
 import { createHttpsServer, createRedirectServer, listen, serverLimits } from './listeners.js';
 import { refreshDefaultContext } from '../tls/server-options.js';
 
@@ -52,6 +53,7 @@ export async function startDataPlane(cfg: Config, state: DataState, ticketKeys: 
   const ws = new WebSocketProxy(cfg.proxy, {}, lookup);
   const plane = new DataPlane(state, forwarder, ws, cfg, gate);
   const httpsServer = createHttpsServer(cfg, plane, state.certs, ticketKeys);
+  const lane = forwarder instanceof LeanForwarder && cfg.proxy.fast_lane ? new FastLane(httpsServer, plane, forwarder, cfg) : undefined;
 
   state.onFallback = () => refreshDefaultContext(httpsServer, state.certs, ticketKeys);
   httpsServer.on('tlsClientError', (err) => log.debug({ err: err.message }, 'TLS handshake failed'));
@@ -71,7 +73,7 @@ export async function startDataPlane(cfg: Config, state: DataState, ticketKeys: 
       draining ??= (async () => {
         plane.draining = true;
         ws.closeLocations('all', 1001);
-        const clean = await drainServers(servers, cfg.limits.drain_timeout_ms);
+        const clean = await drainServers(servers, cfg.limits.drain_timeout_ms, lane);
         ws.close();
         await forwarder.close();
         return clean;

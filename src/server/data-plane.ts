@@ -17,6 +17,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config/types.js';
 import type { AccessGate, Grant } from '../auth/access-gate.js';
 import type { ErrorCode } from '../errors.js';
+import type { RequestView } from '../http1/request-view.js';
 import { normalizeHost } from '../hosts/hostname.js';
 import { sendError, sendRawError } from '../proxy/failure.js';
 import type { Forwarder, ForwardRequest } from '../proxy/forwarder.js';
@@ -115,8 +116,26 @@ export class DataPlane {
     this.ws.upgrade(req, socket, head, this.forwardRequest(req, r.location, grant, r.host.entry.source === 'static'), r.location.id, grant.expMs);
   }
 
+  /**
+   * The fast lane's question (src/server/fast-lane.ts, issue 4): what to
+   * forward when this request can be proxied as it is (a proxy location on a
+   * plain-HTTP upstream, access granted without an answer of edgeway's own,
+   * nothing of edgeway's in the query), else undefined, and node:http serves
+   * it through onRequest with every answer and count. Decided by the same
+   * route() and forwardRequest() as onRequest, never a copy of them.
+   */
+  plainForward(req: RequestView): { readonly match: RouteMatch; readonly fr: ForwardRequest } | undefined {
+    if (this.draining) return undefined;
+    const r = this.route(req);
+    if (typeof r === 'string' || r.location.kind !== 'proxy' || ownQuery(req.url as string) !== undefined) return undefined;
+    const grant = this.gate.grantAsIs(req, r);
+    if (grant === undefined) return undefined;
+    const fr = this.forwardRequest(req, r.location, grant, r.host.entry.source === 'static');
+    return fr.group.plain ? { match: r, fr } : undefined;
+  }
+
   /** The route for a request, or the error code that answers it. */
-  private route(req: IncomingMessage): RouteMatch | ErrorCode {
+  private route(req: RequestView): RouteMatch | ErrorCode {
     const raw = req.url;
     // Only origin-form targets (RFC 9112 §3.2.1): an absolute-form target would
     // let the request line disagree with Host about where it goes.
@@ -133,7 +152,7 @@ export class DataPlane {
     if (m === undefined) return this.state.table.lookupHost(host) ? 'NOT_FOUND' : 'HOST_NOT_FOUND';
     // 421 only when the TLS name is routed to a different entry than the Host
     // (RFC 9110 §15.5.20); unrouted or absent SNI got the fallback and Host decides.
-    const sni = (req.socket as TLSSocket & { servername?: string | false | null }).servername;
+    const sni = (req.socket as { servername?: string | false | null }).servername;
     if (typeof sni === 'string' && sni !== host) {
       const s = this.state.table.lookupHost(sni.toLowerCase());
       if (s !== undefined && s.host !== m.host) return 'MISDIRECTED';
@@ -142,7 +161,7 @@ export class DataPlane {
   }
 
   /** `trusted`: a routes/ entry, whose upstream names skip the connect-time SSRF guard. */
-  private forwardRequest(req: IncomingMessage, loc: CompiledLocation, grant: Grant, trusted: boolean): ForwardRequest {
+  private forwardRequest(req: RequestView, loc: CompiledLocation, grant: Grant, trusted: boolean): ForwardRequest {
     const group = (loc.runtime ??= new UpstreamGroup(loc.upstreams, this.proxyCfg)) as UpstreamGroup;
     const url = req.url as string;
     let path = loc.stripPrefix ? stripLocationPrefix(loc, url) : url;
@@ -155,7 +174,7 @@ export class DataPlane {
       path,
       timeoutMs: loc.timeoutMs ?? this.proxyCfg.timeout_ms,
       clientIp: req.socket.remoteAddress ?? '',
-      proto: (req.socket as TLSSocket).encrypted ? 'https' : 'http',
+      proto: req.socket.encrypted === true ? 'https' : 'http',
       host: req.headers.host as string,
       dropAuthorization: grant.viaAuthorization,
       trusted,

@@ -13,13 +13,21 @@ function closed(server: Server): Promise<void> {
   });
 }
 
+/** Connections a server holds outside node:http's tracking (the fast lane, src/server/fast-lane.ts). */
+export interface OwnConnections {
+  closeIdle(): void;
+  closeAll(): void;
+}
+
 /** Resolves true when everything finished before the deadline, false when it had to cut connections. */
-export async function drainServers(servers: readonly Server[], deadlineMs: number): Promise<boolean> {
+export async function drainServers(servers: readonly Server[], deadlineMs: number, own?: OwnConnections): Promise<boolean> {
   const all = Promise.all(servers.map(closed));
-  for (const s of servers) s.closeIdleConnections();
-  const sweep = setInterval(() => {
+  const closeIdle = (): void => {
     for (const s of servers) s.closeIdleConnections();
-  }, 50);
+    own?.closeIdle();
+  };
+  closeIdle();
+  const sweep = setInterval(closeIdle, 50);
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<false>((resolve) => {
     timer = setTimeout(() => resolve(false), deadlineMs);
@@ -29,6 +37,7 @@ export async function drainServers(servers: readonly Server[], deadlineMs: numbe
   clearTimeout(timer);
   if (!clean) {
     for (const s of servers) s.closeAllConnections();
+    own?.closeAll();
     await all;
   }
   return clean;

@@ -5,12 +5,13 @@
 // (a 0600 unix socket under data_dir). The socket layer tags the request once.
 
 import type { IncomingMessage } from 'node:http';
+import type { RequestView } from '../http1/request-view.js';
 
 export const kClientAddress = Symbol('edgeway.clientAddress');
 
-type Tagged = IncomingMessage & { [kClientAddress]?: string };
+type Tagged = RequestView & { [kClientAddress]?: string };
 
-export function clientAddress(req: IncomingMessage): string {
+export function clientAddress(req: RequestView): string {
   return (req as Tagged)[kClientAddress] ?? req.socket.remoteAddress ?? '';
 }
 
