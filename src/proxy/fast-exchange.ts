@@ -163,7 +163,8 @@ export class FastExchange implements ConnUser, Waiter, Swept {
     } else if (this.chunked) {
       ok = sock.write(packet('', chunk, true));
     } else {
-      ok = sock.write(chunk);
+      // A copy: chunk lives in the pool's shared read buffer (lean-pool.ts).
+      ok = sock.write(Buffer.from(chunk));
     }
     if (!ok) {
       this.conn?.socket.pause();

@@ -214,7 +214,8 @@ class Exchange implements ConnUser, Waiter, Swept {
   body(chunk: Buffer): void {
     if (this.done) return;
     this.deadline = this.fwd.clock.now + this.fr.timeoutMs;
-    if (!this.res.write(chunk)) {
+    // A copy: chunk lives in the pool's shared read buffer (lean-pool.ts).
+    if (!this.res.write(Buffer.from(chunk))) {
       this.conn?.socket.pause();
       this.res.once('drain', onResDrain);
     }

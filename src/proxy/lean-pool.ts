@@ -29,6 +29,7 @@ export interface ConnUser {
   connected(conn: UpstreamConn): void;
   /** A response head (1xx excluded). Return true to skip the body (HEAD). */
   head(status: number, reason: string, headers: string[], keepAliveMs: number): boolean;
+  /** Body bytes in the shared read buffer: copy what must outlive the call. */
   body(chunk: Buffer): void;
   complete(): void;
   /** The connection failed or closed before `complete`. */
@@ -73,16 +74,16 @@ export class UpstreamConn {
     this.connectDeadline = now + pool.connectTimeoutMs;
     this.socket =
       t.socketPath !== undefined
-        ? connect({ path: t.socketPath })
+        ? connect({ path: t.socketPath, onread: ONREAD })
         : connect({
             host: t.hostname.startsWith('[') ? t.hostname.slice(1, -1) : t.hostname,
             port: t.port,
             noDelay: true,
+            onread: ONREAD,
             ...(pool.lookup !== undefined ? { lookup: pool.lookup } : {}),
           });
     (this.socket as SocketWithConn)[kConn] = this;
     this.socket.on('connect', onConnect);
-    this.socket.on('data', onData);
     this.socket.on('end', onEnd);
     this.socket.on('error', onError);
     this.socket.on('close', onClose);
@@ -131,6 +132,21 @@ function onConnect(this: SocketWithConn): void {
   const c = this[kConn];
   c.connecting = false;
   c.user?.connected(c);
+}
+
+/**
+ * Every upstream socket reads into this one buffer (issue 4: a fresh 64 KiB
+ * allocation per read was garbage on every response). Safe because a read is
+ * parsed to the end before the next one is delivered, llhttp copies partial
+ * fields out of it when execute() returns, and every consumer of body bytes
+ * (fast-exchange.ts, lean-forwarder.ts) copies them before the callback returns.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+const ONREAD = { buffer: READ_BUFFER, callback: onRead };
+
+function onRead(this: SocketWithConn, nread: number, buf: Buffer): boolean {
+  onData.call(this, buf.subarray(0, nread));
+  return true;
 }
 
 function onData(this: SocketWithConn, chunk: Buffer): void {
