@@ -14,12 +14,12 @@ import type { Socket } from 'node:net';
 import type { ErrorCode } from '../errors.js';
 import type { RequestView } from '../http1/request-view.js';
 import type { ObservedRequest, RequestObserver } from '../observe/types.js';
-import type { UpstreamTarget } from '../routes/types.js';
 import { classifyUpstreamError, errorAnswer } from './failure.js';
 import type { ForwardRequest } from './forwarder.js';
 import { responseHeaders, upstreamHeaders } from './headers.js';
-import { CLOSED_EARLY, CONNECT_TIMEOUT, nextAttempt, requestHead, type LeanForwarder, type Swept } from './lean-forwarder.js';
-import type { ConnUser, UpstreamConn, Waiter } from './lean-pool.js';
+import type { LeanForwarder } from './lean-forwarder.js';
+import type { UpstreamConn } from './lean-pool.js';
+import { CLOSED_EARLY, CONNECT_TIMEOUT, PooledExchange, nextAttempt, requestHead } from './pooled-exchange.js';
 
 /** The client side of a fast-lane request. */
 export interface FastClient {
@@ -66,13 +66,7 @@ function packet(head: string, body: Buffer | undefined, chunked: boolean): Buffe
   return buf;
 }
 
-export class FastExchange implements ConnUser, Waiter, Swept {
-  waiting = true;
-  deadline: number;
-  prev: Swept | null = null;
-  next: Swept | null = null;
-  private conn: UpstreamConn | null = null;
-  private target: UpstreamTarget;
+export class FastExchange extends PooledExchange {
   private readonly requestHead: string;
   private readonly isHead: boolean;
   /** The response head, built and waiting for the first body bytes (or the end). */
@@ -83,36 +77,21 @@ export class FastExchange implements ConnUser, Waiter, Swept {
   /** What the client is told (499 while nothing is: the access log's "client left first"). */
   private status = 499;
   private keep = true;
-  private retried = false;
   private done = false;
 
   constructor(
-    private readonly fwd: LeanForwarder,
+    fwd: LeanForwarder,
     private readonly client: FastClient,
     private readonly req: RequestView,
-    private readonly fr: ForwardRequest,
+    fr: ForwardRequest,
     private readonly observer: RequestObserver | undefined,
     private readonly observed: ObservedRequest | undefined,
   ) {
+    // The coarse clock may be a sweep behind: a deadline set against it would come early (as forward() does).
+    super(fwd, fr, (fwd.clock.now = Date.now()));
     this.isHead = req.method === 'HEAD';
     this.requestHead = requestHead(req.method as string, fr.path, upstreamHeaders(req, fr), false);
-    // The coarse clock may be a sweep behind: a deadline set against it would come early (as forward() does).
-    const now = (fwd.clock.now = Date.now());
-    this.target = fr.group.pick(fr.group.size > 1 ? now : 0);
-    this.deadline = now + fr.timeoutMs;
     (client.socket as ClientSocket)[kFast] = this;
-  }
-
-  start(): void {
-    this.fwd.link(this);
-    this.fwd.poolFor(this.target, this.fr.trusted === true).acquire(this);
-  }
-
-  attach(conn: UpstreamConn): void {
-    this.waiting = false;
-    this.conn = conn;
-    conn.user = this;
-    if (!conn.connecting) this.connected(conn);
   }
 
   connected(conn: UpstreamConn): void {
@@ -208,15 +187,6 @@ export class FastExchange implements ConnUser, Waiter, Swept {
     }
     // Mid-response: the client sees a cut connection, never a fake-complete message.
     this.cut(code);
-  }
-
-  private retry(target: UpstreamTarget, fresh: boolean): void {
-    this.retried = true;
-    this.target = target;
-    const pool = this.fwd.poolFor(target, this.fr.trusted === true);
-    this.waiting = true;
-    if (fresh) pool.fresh(this);
-    else pool.acquire(this);
   }
 
   /** Swept: the head (or the next body bytes, or the connection) did not come in time. */

@@ -15,11 +15,10 @@ import type { LookupFunction, Socket } from 'node:net';
 import type { ProxyConfig } from '../config/types.js';
 import type { UpstreamTarget } from '../routes/types.js';
 import type { Forwarder, ForwardRequest, UpstreamTlsOptions } from './forwarder.js';
-import { classifyUpstreamError, isConnectFailure, sendError } from './failure.js';
+import { classifyUpstreamError, sendError } from './failure.js';
 import { responseHeaders, upstreamHeaders } from './headers.js';
-import { LeanPool, type ConnUser, type UpstreamConn, type Waiter } from './lean-pool.js';
-import type { UpstreamGroup } from './upstream-group.js';
-import type { ErrorCode } from '../errors.js';
+import { LeanPool, type UpstreamConn } from './lean-pool.js';
+import { PooledExchange, nextAttempt, requestHead, type Swept, CLOSED_EARLY, CONNECT_TIMEOUT } from './pooled-exchange.js';
 import { UndiciForwarder } from './undici-forwarder.js';
 
 /** Deadlines (response head, body silence, connect) are checked this often. */
@@ -29,48 +28,6 @@ const IDLE_EVERY = 10;
 
 const kEx = Symbol('edgeway.leanExchange');
 type Tagged<T> = T & { [kEx]?: Exchange };
-
-export const CONNECT_TIMEOUT = Object.assign(new Error('connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' });
-export const CLOSED_EARLY = Object.assign(new Error('upstream closed the connection'), { code: 'ECONNRESET' });
-/** Methods safe to send again when a reused connection died before answering (RFC 9110 §9.2.2). */
-const REPLAYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
-
-/** An exchange the forwarder's coarse sweep checks for deadlines (this file's Exchange, fast-exchange.ts). */
-export interface Swept {
-  prev: Swept | null;
-  next: Swept | null;
-  expire(now: number): void;
-}
-
-/**
- * After an upstream failure before any response byte: where to send the
- * request again, or null when the failure is the answer. proxy_next_upstream
- * error, once, only when the upstream never saw the request; or a safe method
- * replayed on a fresh socket when a kept-alive one was closed as we reused it
- * (the request most likely never arrived). Reports the failure to the group.
- */
-export function nextAttempt(
-  group: UpstreamGroup,
-  target: UpstreamTarget,
-  e: Error,
-  code: ErrorCode,
-  reused: boolean,
-  method: string,
-  mayRetry: boolean,
-): { target: UpstreamTarget; fresh: boolean } | null {
-  if (code !== 'UPSTREAM_REFUSED' && code !== 'UPSTREAM_RESET' && code !== 'UPSTREAM_TIMEOUT') return null;
-  const now = Date.now();
-  if (mayRetry) {
-    if (isConnectFailure(e) && group.size > 1) {
-      group.reportFailure(target, now);
-      const next = group.pick(now);
-      if (next !== target) return { target: next, fresh: false };
-    }
-    if (reused && code === 'UPSTREAM_RESET' && REPLAYABLE.has(method)) return { target, fresh: true };
-  }
-  group.reportFailure(target, now);
-  return null;
-}
 
 function onResClose(this: Tagged<ServerResponse>): void {
   this[kEx]?.clientClosed();
@@ -85,10 +42,7 @@ function onReqEnd(this: Tagged<IncomingMessage>): void {
   this[kEx]?.reqEnd();
 }
 
-class Exchange implements ConnUser, Waiter, Swept {
-  waiting = true;
-  private conn: UpstreamConn | null = null;
-  private target: UpstreamTarget;
+class Exchange extends PooledExchange {
   private readonly requestHead: string;
   private readonly hasBody: boolean;
   private readonly chunked: boolean;
@@ -96,42 +50,24 @@ class Exchange implements ConnUser, Waiter, Swept {
   /** The request head went out (bodies: with the first body bytes). */
   private headSent = false;
   private responded = false;
-  private retried = false;
   private done = false;
   private bodyPaused = false;
-  /** Head deadline, then body-silence deadline, in the forwarder's coarse clock. */
-  deadline: number;
-  prev: Swept | null = null;
-  next: Swept | null = null;
 
   constructor(
-    private readonly fwd: LeanForwarder,
+    fwd: LeanForwarder,
     private readonly req: Tagged<IncomingMessage>,
     private readonly res: Tagged<ServerResponse>,
-    private readonly fr: ForwardRequest,
+    fr: ForwardRequest,
   ) {
+    super(fwd, fr, fwd.clock.now);
     const h = req.headers;
     const te = h['transfer-encoding'];
     const cl = h['content-length'];
     this.chunked = te !== undefined;
     this.hasBody = this.chunked || (cl !== undefined && cl !== '0');
     this.requestHead = requestHead(req.method ?? 'GET', fr.path, upstreamHeaders(req, fr), this.chunked);
-    this.target = fr.group.pick(fr.group.size > 1 ? Date.now() : 0);
-    this.deadline = fwd.clock.now + fr.timeoutMs;
     res[kEx] = this;
     res.on('close', onResClose);
-  }
-
-  start(): void {
-    this.fwd.link(this);
-    this.fwd.poolFor(this.target, this.fr.trusted === true).acquire(this);
-  }
-
-  attach(conn: UpstreamConn): void {
-    this.waiting = false;
-    this.conn = conn;
-    conn.user = this;
-    if (!conn.connecting) this.connected(conn);
   }
 
   connected(conn: UpstreamConn): void {
@@ -257,15 +193,10 @@ class Exchange implements ConnUser, Waiter, Swept {
     sendError(this.req, this.res, code);
   }
 
-  private retry(target: UpstreamTarget, fresh: boolean): void {
-    this.retried = true;
-    this.target = target;
+  protected override retry(target: UpstreamTarget, fresh: boolean): void {
     this.sent = false;
     this.headSent = false;
-    const pool = this.fwd.poolFor(target, this.fr.trusted === true);
-    this.waiting = true;
-    if (fresh) pool.fresh(this);
-    else pool.acquire(this);
+    super.retry(target, fresh);
   }
 
   clientClosed(): void {
@@ -307,16 +238,6 @@ class Exchange implements ConnUser, Waiter, Swept {
     this.req[kEx] = undefined;
     this.fwd.unlink(this);
   }
-}
-
-/** The request head in one string: request line, fields, framing, blank line. */
-export function requestHead(method: string, path: string, headers: readonly string[], chunked: boolean): string {
-  let s = method + ' ' + path + ' HTTP/1.1\r\n';
-  for (let i = 0; i < headers.length; i += 2) s += headers[i] + ': ' + headers[i + 1] + '\r\n';
-  // Transfer-Encoding is hop-by-hop (dropped by headers.ts); the body is re-chunked here.
-  if (chunked) s += 'transfer-encoding: chunked\r\n';
-  // Explicit for HTTP/1.0-minded upstreams; the client's own Connection never passes (headers.ts).
-  return s + 'connection: keep-alive\r\n\r\n';
 }
 
 export class LeanForwarder implements Forwarder {

@@ -18,6 +18,7 @@ export const CFG: ProxyConfig = {
   pool_connections: 4,
   max_fails: 2,
   eject_ms: 10_000,
+  fast_lane: true,
   forwarder: 'lean',
 };
 
