@@ -8,6 +8,7 @@
 //   BENCH_SCALE_HOSTS hosts registered for the large table of (g) (default 100000)
 //   BENCH_WORKERS2  0 to leave out the `workers: 2` edgeway target (default 1)
 //   BENCH_UNDICI    1 to add `edgeway-w1-undici` (proxy.forwarder: undici), the "before" of bench/NOTES.md
+//   BENCH_NOFAST    1 to add `edgeway-w1-nofast` (proxy.fast_lane: false: node:http serves every request)
 //   BENCH_WS_IDLE   idle websockets of (e) (default 10000, fewer if the open-file limit is lower)
 //   BENCH_WS_ECHO   websockets of (i) (default 64)
 //   BENCH_STREAM_MIB MiB streamed each way in (h) (default 1024)
@@ -118,6 +119,12 @@ try {
     started.push(eu);
     main.push(eu);
     cookies.set(eu.name, (await prepareEdgeway(eu, ups, 0)).cookie);
+  }
+  if (process.env['BENCH_NOFAST'] === '1') {
+    const en = await startEdgeway(join(dir, 'edgeway-w1-nofast'), { name: 'edgeway-w1-nofast', workers: 1, tlsMode: 'self-signed', noFastLane: true });
+    started.push(en);
+    main.push(en);
+    cookies.set(en.name, (await prepareEdgeway(en, ups, 0)).cookie);
   }
   if (WORKERS2) {
     const e2 = await startEdgeway(join(dir, 'edgeway-w2'), { name: 'edgeway-w2', workers: 2, tlsMode: 'self-signed' });
@@ -280,6 +287,8 @@ for (const s of scenarios) {
   }
   // The lean path against its "before" (bench/NOTES.md), same run, same rounds.
   if (names.includes('edgeway-w1-undici') && names.includes('edgeway-w1')) pairs.push({ scenario: s.id, target: 'edgeway-w1', versus: 'edgeway-w1-undici' });
+  // The fast lane against node:http for every request.
+  if (names.includes('edgeway-w1-nofast') && names.includes('edgeway-w1')) pairs.push({ scenario: s.id, target: 'edgeway-w1', versus: 'edgeway-w1-nofast' });
 }
 const rs = ratios(samples, pairs);
 if (summaries.length > 0) console.log(`\n${table(summaries, rs)}\n`);
