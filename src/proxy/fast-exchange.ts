@@ -166,8 +166,9 @@ export class FastExchange extends PooledExchange {
     const head = this.pendingHead;
     if (head !== null) {
       this.pendingHead = null;
-      // An empty body and no length from the upstream: ServerResponse.end() says Content-Length: 0.
-      sock.write(packet(this.chunked ? head + 'Content-Length: 0\r\n\r\n' : head + CRLF, undefined, false));
+      // No body and no length from the upstream: the framing was chosen at the head (chunked), as
+      // ServerResponse does once writeHead() ran, so the body is the last chunk alone.
+      sock.write(packet(this.chunked ? head + 'Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n' : head + CRLF, undefined, false));
     } else if (this.chunked) {
       sock.write(LAST_CHUNK);
     }

@@ -79,8 +79,11 @@ class LaneConn implements FastClient {
   exchange: FastExchange | null = null;
   /** Bytes that came while a request was in flight (pipelining): node:http's after it. */
   stash: Buffer | null = null;
-  /** Lane clock of the last time the connection went idle; 0 while a request is in flight. */
-  idleSince: number;
+  /**
+   * When the connection last went idle (epoch ms, exact: a coarse reading could
+   * close it up to a sweep before its timeout); 0 while a request is in flight.
+   */
+  idleSince = Date.now();
   served = false;
   // What the parser reported of the current request.
   ok = true;
@@ -93,7 +96,6 @@ class LaneConn implements FastClient {
     readonly lane: FastLane,
     readonly socket: LaneSocket,
   ) {
-    this.idleSince = lane.now;
     const p = newRequestParser(lane.maxHead) as LaneParser;
     p.conn = this;
     p[kOnHeaders] = onHeaders;
@@ -156,7 +158,7 @@ class LaneConn implements FastClient {
 
   exchangeEnded(keep: boolean): void {
     this.exchange = null;
-    this.idleSince = this.lane.now;
+    this.idleSince = Date.now();
     if (!keep || this.lane.plane.draining) {
       this.socket.end();
       return;
@@ -197,8 +199,6 @@ export class FastLane {
   /** node:http's own connection listener on the https server, for handing connections over. */
   readonly httpListener: (socket: TLSSocket) => void;
   readonly maxHead: number;
-  /** Coarse clock (ms), advanced by the sweep. */
-  now = Date.now();
   private readonly timer: NodeJS.Timeout;
   private hintFor = -1;
   private hint = '';
@@ -234,7 +234,6 @@ export class FastLane {
 
   /** Idle connections past their deadline: the headers timeout before a first request, the keep-alive timeout after. */
   sweep(now: number): void {
-    this.now = now;
     const first = now - this.server.headersTimeout;
     const later = now - this.server.keepAliveTimeout;
     for (const c of this.conns) {
