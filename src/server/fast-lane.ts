@@ -1,5 +1,5 @@
 // The fast lane (issue 4): the common request, a GET or HEAD whose head
-// arrives whole in one read and that routes to a plain-HTTP upstream with its
+// arrives whole in one read (keep-alive or `Connection: close`) and that routes to a plain-HTTP upstream with its
 // access granted, is served straight from the TLS socket, without node:http's
 // IncomingMessage, ServerResponse and their stream machinery, which the
 // profile showed to be most of edgeway's own per-request CPU.
@@ -61,7 +61,9 @@ function onHeadersComplete(
 ): number {
   const c = this.conn;
   // Fields flushed early (kOnHeaders: more than 32) leave `fields` short: node:http's case.
-  c.ok = c.ok && major === 1 && minor === 1 && !upgrade && keepAlive && fields !== undefined;
+  c.ok = c.ok && major === 1 && minor === 1 && !upgrade && fields !== undefined;
+  // `Connection: close` (issue 4 (d): a new connection per request): served, then closed, as node:http does.
+  c.keepAlive = keepAlive;
   c.method = METHODS[method] ?? '';
   c.url = url;
   c.fields = fields;
@@ -87,6 +89,7 @@ class LaneConn implements FastClient {
   served = false;
   // What the parser reported of the current request.
   ok = true;
+  keepAlive = true;
   complete = false;
   method = '';
   url = '';
@@ -109,7 +112,7 @@ class LaneConn implements FastClient {
   }
 
   get closing(): boolean {
-    return this.lane.plane.draining;
+    return !this.keepAlive || this.lane.plane.draining;
   }
 
   keepAliveFields(): string {
