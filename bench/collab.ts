@@ -26,6 +26,7 @@ import { createInterface } from 'node:readline';
 import WebSocket from 'ws';
 import * as Y from 'yjs';
 import * as encoding from 'lib0/encoding';
+import { probe, type ProbeWindow } from './collab-probe.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -43,7 +44,20 @@ const RATES = arg('rates', '500,1000,2000,4000').split(',').map(Number);
 const SECONDS = Number(arg('seconds', '10'));
 const ONLY = arg('only', 'edgeway,relay,reference').split(',');
 
+// Every server gets the same probe (event-loop delay, GC), and this process
+// measures itself with it: is the p99 the server's or the load generator's?
+const PROBE_ARGS = ['--import', join(here, 'collab-probe.js')];
+const probeEnv = (dir: string): NodeJS.ProcessEnv => ({ ...process.env, EDGEWAY_BENCH_PROBE: join(dir, 'probe.json') });
+
+/** The server's probe window (event-loop delay, GC) since the last call. */
+async function serverProbe(t: Target): Promise<ProbeWindow> {
+  process.kill(t.pid, 'SIGUSR2');
+  await new Promise((r) => setTimeout(r, 200));
+  return JSON.parse(await readFile(t.probeFile, 'utf8')) as ProbeWindow;
+}
+
 interface Target {
+  readonly probeFile: string;
   readonly name: string;
   readonly pid: number;
   readonly url: (room: string) => string;
@@ -81,7 +95,7 @@ async function startEdgeway(): Promise<Target> {
   await mkdir(join(dir, 'routes'));
   const cfgFile = join(dir, 'edgeway.yaml');
   await writeFile(cfgFile, `domain: example.test\nlisten: { https: "127.0.0.1:0", http: "127.0.0.1:0", admin: "127.0.0.1:0" }\nworkers: 1\ndata_dir: data\nroutes_dir: routes\nlog: { level: info, access_log: false }\n`);
-  const child = spawn(process.execPath, [main, '--config', cfgFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...PROBE_ARGS, main, '--config', cfgFile], { stdio: ['ignore', 'pipe', 'inherit'], env: probeEnv(dir) });
   const listening = await new Promise<{ https: string; admin: string }>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (l) => {
       if (l.includes('"edgeway listening"')) resolve(JSON.parse(l) as { https: string; admin: string });
@@ -100,6 +114,7 @@ async function startEdgeway(): Promise<Target> {
   const port = Number(listening.https.split(':').pop());
   return {
     name: 'edgeway (wss, workers: 1)',
+    probeFile: join(dir, 'probe.json'),
     pid: child.pid!,
     url: (room) => `wss://${HOST}:${port}/collab/yjs/${room}`,
     // ws passes `lookup` on to tls.connect: every name resolves to loopback.
@@ -117,14 +132,14 @@ async function startReference(): Promise<Target> {
   const dir = await mkdtemp(join(tmpdir(), 'edgeway-bench-ref-'));
   const port = await freePort();
   const server = join(root, 'node_modules', '@y', 'websocket-server', 'src', 'server.js');
-  const child = spawn(process.execPath, [server], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), YPERSISTENCE: join(dir, 'db') } });
+  const child = spawn(process.execPath, [...PROBE_ARGS, server], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...probeEnv(dir), HOST: '127.0.0.1', PORT: String(port), YPERSISTENCE: join(dir, 'db') } });
   await new Promise<void>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (l) => {
       if (l.includes('running at')) resolve();
     });
     child.once('exit', (code) => reject(new Error(`reference exited ${code}`)));
   });
-  return { name: '@y/websocket-server 0.1.1 (ws, YPERSISTENCE)', pid: child.pid!, url: (room) => `ws://127.0.0.1:${port}/${room}`, opts: { perMessageDeflate: false }, stop: () => stopChild(child, dir) };
+  return { name: '@y/websocket-server 0.1.1 (ws, YPERSISTENCE)', probeFile: join(dir, 'probe.json'), pid: child.pid!, url: (room) => `ws://127.0.0.1:${port}/${room}`, opts: { perMessageDeflate: false }, stop: () => stopChild(child, dir) };
 }
 
 /** CPU seconds (user + system) the process has used so far. */
@@ -135,14 +150,14 @@ async function cpuSeconds(pid: number): Promise<number> {
 
 async function startRelayPlain(): Promise<Target> {
   const dir = await mkdtemp(join(tmpdir(), 'edgeway-bench-relay-'));
-  const child = spawn(process.execPath, [join(here, 'collab-relay-server.js'), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...PROBE_ARGS, join(here, 'collab-relay-server.js'), dir], { stdio: ['ignore', 'pipe', 'inherit'], env: probeEnv(dir) });
   const port = await new Promise<number>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (l) => {
       if (l.startsWith('listening ')) resolve(Number(l.slice(10)));
     });
     child.once('exit', (code) => reject(new Error(`relay exited ${code}`)));
   });
-  return { name: 'edgeway relay alone (ws)', pid: child.pid!, url: (room) => `ws://127.0.0.1:${port}/${room}`, opts: { perMessageDeflate: false }, stop: () => stopChild(child, dir) };
+  return { name: 'edgeway relay alone (ws)', probeFile: join(dir, 'probe.json'), pid: child.pid!, url: (room) => `ws://127.0.0.1:${port}/${room}`, opts: { perMessageDeflate: false }, stop: () => stopChild(child, dir) };
 }
 
 async function rssKb(pid: number): Promise<number> {
@@ -206,6 +221,7 @@ function update(c: Client, seq: number): Uint8Array {
 }
 
 async function connectAll(target: Target): Promise<Client[]> {
+  closingAll = false;
   const clients: Client[] = [];
   const total = ROOMS * CLIENTS;
   let next = 0;
@@ -244,7 +260,10 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function round(pid: number, clients: Client[], rate: number): Promise<{ rate: number; sent: number; sentPerS: number; p50: number; p99: number; max: number; missing: number; server_cpu_ms_per_update: number }> {
+async function round(target: Target, clients: Client[], rate: number) {
+  const pid = target.pid;
+  await serverProbe(target);
+  probe.report();
   const cpu0 = await cpuSeconds(pid);
   latencies.length = 0;
   receipts = 0;
@@ -287,7 +306,10 @@ async function round(pid: number, clients: Client[], rate: number): Promise<{ ra
   while (receipts < expected && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
   const sorted = latencies.slice().sort((a, b) => a - b);
   const cpu = (await cpuSeconds(pid)) - cpu0;
+  const client = probe.report();
+  const server = await serverProbe(target);
   return {
+    client, server,
     rate, sent, sentPerS: Math.round(sent / sendSeconds), p50: pct(sorted, 50), p99: pct(sorted, 99), max: sorted[sorted.length - 1] ?? NaN,
     missing: expected - receipts, server_cpu_ms_per_update: Number(((cpu * 1000) / Math.max(1, sent)).toFixed(3)),
   };
@@ -305,14 +327,14 @@ async function benchTarget(start: () => Promise<Target>) {
     console.log(`${target.name}: ${clients.length} clients connected and synced in ${connectS.toFixed(1)} s (${unsynced} not synced)`);
     const rounds = [];
     for (const rate of RATES) {
-      const r = await round(target.pid, clients, rate);
+      const r = await round(target, clients, rate);
       console.log(`  ${rate}/s: sent ${r.sentPerS}/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, max ${r.max.toFixed(1)} ms, receipts missing ${r.missing}, server CPU ${r.server_cpu_ms_per_update} ms/update`);
+      console.log(`    load generator: ${JSON.stringify(r.client)}\n    server: ${JSON.stringify(r.server)}`);
       rounds.push(r);
     }
     const rss1 = await rssKb(target.pid);
     closingAll = true;
     for (const c of clients) c.ws.terminate();
-    closingAll = false;
     const ok = rounds.filter((r) => r.missing === 0 && r.p99 <= 10);
     return {
       target: target.name,

@@ -1,0 +1,78 @@
+// bench:collab helper, preloaded into every server under test and into every
+// load-generator process (`node --import dist/bench/collab-probe.js`): where
+// does the fan-out p99 come from (issue 6 "Speed")? It records, per round,
+// the process's event-loop delay (perf_hooks.monitorEventLoopDelay, 1 ms
+// resolution: how late a ready callback ran) and its GC pauses
+// (PerformanceObserver 'gc'). The same probe goes into edgeway, the relay
+// alone and the reference, so no server is measured differently.
+//
+// `probe.report()` in-process, or SIGUSR2 from the bench: the figures since
+// the last report, and a new window. On SIGUSR2 the process also runs a full
+// GC when it has `--expose-gc` (every server gets it) and adds its RSS then,
+// all written to the file named by EDGEWAY_BENCH_PROBE (no variable: no
+// signal handler).
+
+import { renameSync, writeFileSync } from 'node:fs';
+import { constants, monitorEventLoopDelay, PerformanceObserver, type IntervalHistogram } from 'node:perf_hooks';
+
+export interface ProbeWindow {
+  /** Event-loop delay of the window, ms. */
+  readonly eld_p50_ms: number;
+  readonly eld_p99_ms: number;
+  readonly eld_max_ms: number;
+  /** GC pauses in the window: how many, their total and the longest, ms. */
+  readonly gc_count: number;
+  readonly gc_total_ms: number;
+  readonly gc_max_ms: number;
+}
+
+class Probe {
+  readonly #eld: IntervalHistogram = monitorEventLoopDelay({ resolution: 1 });
+  #gcCount = 0;
+  #gcTotal = 0;
+  #gcMax = 0;
+
+  constructor() {
+    this.#eld.enable();
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        // The collections the bench forces before reading RSS are not the process's own.
+        if (((e as unknown as { detail?: { flags?: number } }).detail?.flags ?? 0) & constants.NODE_PERFORMANCE_GC_FLAGS_FORCED) continue;
+        this.#gcCount++;
+        this.#gcTotal += e.duration;
+        if (e.duration > this.#gcMax) this.#gcMax = e.duration;
+      }
+    }).observe({ entryTypes: ['gc'] });
+  }
+
+  /** The window since the last report; starts a new one. */
+  report(): ProbeWindow {
+    const ms = (ns: number): number => Number((ns / 1e6).toFixed(2));
+    const w: ProbeWindow = {
+      eld_p50_ms: ms(this.#eld.percentile(50)),
+      eld_p99_ms: ms(this.#eld.percentile(99)),
+      eld_max_ms: ms(this.#eld.max),
+      gc_count: this.#gcCount,
+      gc_total_ms: Number(this.#gcTotal.toFixed(1)),
+      gc_max_ms: Number(this.#gcMax.toFixed(2)),
+    };
+    this.#eld.reset();
+    this.#gcCount = 0;
+    this.#gcTotal = 0;
+    this.#gcMax = 0;
+    return w;
+  }
+}
+
+export const probe = new Probe();
+
+const file = process.env.EDGEWAY_BENCH_PROBE;
+if (file !== undefined && file !== '') {
+  process.on('SIGUSR2', () => {
+    const w = probe.report();
+    (globalThis as { gc?: () => void }).gc?.();
+    const m = process.memoryUsage();
+    writeFileSync(`${file}.tmp`, JSON.stringify({ ...w, rss_kb: Math.round(m.rss / 1024), heap_used_kb: Math.round(m.heapUsed / 1024) }));
+    renameSync(`${file}.tmp`, file);
+  });
+}
