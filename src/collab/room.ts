@@ -32,6 +32,8 @@ export class Conn {
   readonly ids = new Set<number>();
   /** Set false at each ping, true at each pong: two pings without a pong and the peer is dead. */
   alive = true;
+  /** Which slice of the service's pings this socket is in. */
+  pingSlice = 0;
   /** Messages that arrived while the room loaded, processed in order once it is ready. */
   early: Buffer[] | undefined;
   constructor(
