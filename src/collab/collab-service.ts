@@ -32,6 +32,7 @@ import type { RouteSpec } from '../admin/router.js';
 import { CLOSE, originAllowed, roomKey, roomOf } from './admission.js';
 import { collabAdminRoutes } from './collab-admin.js';
 import { CollabMetrics } from './collab-metrics.js';
+import { writeFrame } from './frame.js';
 import { Conn, Room, type RoomHost } from './room.js';
 import { RoomStore } from './room-store.js';
 
@@ -134,12 +135,23 @@ export class CollabService implements Service, RoomHost {
   }
 
   send(conn: Conn, msg: Uint8Array): void {
+    if (this.#writable(conn)) conn.ws.send(msg);
+  }
+
+  sendFrame(conn: Conn, frame: Buffer): void {
+    if (this.#writable(conn)) writeFrame(conn.ws, frame);
+  }
+
+  #writable(conn: Conn): boolean {
     const ws = conn.ws;
-    if (ws.readyState !== 1 /* OPEN */) return;
+    if (ws.readyState !== 1 /* OPEN */) return false;
     // A peer that does not read would make the room buffer for it without
     // bound; close it instead of slowing everyone (issue 6 point 4).
-    if (ws.bufferedAmount > this.#cfg.send_buffer_limit_bytes) return this.drop(conn, CLOSE.TRY_AGAIN, 'too slow');
-    ws.send(msg);
+    if (ws.bufferedAmount > this.#cfg.send_buffer_limit_bytes) {
+      this.drop(conn, CLOSE.TRY_AGAIN, 'too slow');
+      return false;
+    }
+    return true;
   }
 
   drop(conn: Conn, code: number, reason: string): void {
