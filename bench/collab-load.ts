@@ -114,6 +114,7 @@ function unsynced(total: number): number {
 async function round(cmd: RoundCmd, rooms: number): Promise<void> {
   count = 0;
   probe.report();
+  const cpu0 = process.cpuUsage();
   let k = 0;
   let sent = 0;
   const started = performance.now();
@@ -140,7 +141,8 @@ async function round(cmd: RoundCmd, rooms: number): Promise<void> {
   const until = Date.now() + 5000;
   while (count < expected && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
   const lat = latencies.slice(0, count);
-  process.send!({ type: 'round', sent, sendSeconds, expected, receipts: count, latencies: lat, probe: probe.report() });
+  const cpu = process.cpuUsage(cpu0);
+  process.send!({ type: 'round', sent, sendSeconds, expected, receipts: count, latencies: lat, probe: probe.report(), cpuSeconds: (cpu.user + cpu.system) / 1e6 });
 }
 
 let rooms = 0;

@@ -57,7 +57,7 @@ function say(line: string): void {
   lines.push(line);
 }
 
-interface RoundReply { sent: number; sendSeconds: number; expected: number; receipts: number; latencies: Float64Array; probe: ProbeWindow }
+interface RoundReply { sent: number; sendSeconds: number; expected: number; receipts: number; latencies: Float64Array; probe: ProbeWindow; cpuSeconds: number }
 
 /** The load-generator children, each holding whole rooms (interleaved: child j has rooms j, j+PROCS, ...). */
 class LoadGenerators {
@@ -139,6 +139,8 @@ async function round(t: Target, gen: LoadGenerators, rate: number) {
     p50: ms(pct(all, 50)), p99: ms(pct(all, 99)), max: ms(pct(all, 100)),
     missing: replies.reduce((s, r) => s + r.expected - r.receipts, 0),
     server_cpu_ms_per_update: Number(((cpu * 1000) / Math.max(1, sent)).toFixed(3)),
+    // The machine's other half: the load generator shares the cores with the server.
+    load_generator_cpu_ms_per_update: Number(((replies.reduce((s, r) => s + r.cpuSeconds, 0) * 1000) / Math.max(1, sent)).toFixed(3)),
     server: { eld_p99_ms: server.eld_p99_ms, eld_max_ms: server.eld_max_ms, gc_count: server.gc_count, gc_total_ms: server.gc_total_ms, gc_max_ms: server.gc_max_ms },
     load_generator_worst_child: { eld_p99_ms: worst((p) => p.eld_p99_ms), eld_max_ms: worst((p) => p.eld_max_ms), gc_total_ms: worst((p) => p.gc_total_ms), gc_max_ms: worst((p) => p.gc_max_ms) },
   };
@@ -160,7 +162,7 @@ async function benchTarget(start: () => Promise<Target>) {
     say(`${t.name}: ${c.clients} clients connected and synced in ${connectS.toFixed(1)} s (${c.unsynced} not synced), ${PROCS} load-generator processes`);
     for (const rate of RATES) {
       const r = await round(t, gen, rate);
-      say(`  ${rate}/s: sent ${r.sentPerS}/s, p50 ${r.p50} ms, p99 ${r.p99} ms, max ${r.max} ms, missing ${r.missing}, server CPU ${r.server_cpu_ms_per_update} ms/update`);
+      say(`  ${rate}/s: sent ${r.sentPerS}/s, p50 ${r.p50} ms, p99 ${r.p99} ms, max ${r.max} ms, missing ${r.missing}, CPU per update: server ${r.server_cpu_ms_per_update} ms, load generator ${r.load_generator_cpu_ms_per_update} ms`);
       say(`    server: event-loop delay p99 ${r.server.eld_p99_ms} ms, max ${r.server.eld_max_ms} ms; GC ${r.server.gc_count} pauses, ${r.server.gc_total_ms} ms, longest ${r.server.gc_max_ms} ms`);
       say(`    load generator (worst child): event-loop delay p99 ${r.load_generator_worst_child.eld_p99_ms} ms, max ${r.load_generator_worst_child.eld_max_ms} ms; GC ${r.load_generator_worst_child.gc_total_ms} ms, longest ${r.load_generator_worst_child.gc_max_ms} ms`);
       rounds.push(r);
