@@ -24,13 +24,23 @@ export interface ProbeWindow {
   readonly gc_count: number;
   readonly gc_total_ms: number;
   readonly gc_max_ms: number;
+  /** The longest pause's kind: minor (scavenge), major (mark-compact), incremental, weakcb. */
+  readonly gc_max_kind: string;
 }
+
+const GC_KINDS = new Map<number, string>([
+  [constants.NODE_PERFORMANCE_GC_MINOR, 'minor'],
+  [constants.NODE_PERFORMANCE_GC_MAJOR, 'major'],
+  [constants.NODE_PERFORMANCE_GC_INCREMENTAL, 'incremental'],
+  [constants.NODE_PERFORMANCE_GC_WEAKCB, 'weakcb'],
+]);
 
 class Probe {
   readonly #eld: IntervalHistogram = monitorEventLoopDelay({ resolution: 1 });
   #gcCount = 0;
   #gcTotal = 0;
   #gcMax = 0;
+  #gcMaxKind = 0;
 
   constructor() {
     this.#eld.enable();
@@ -40,7 +50,10 @@ class Probe {
         if (((e as unknown as { detail?: { flags?: number } }).detail?.flags ?? 0) & constants.NODE_PERFORMANCE_GC_FLAGS_FORCED) continue;
         this.#gcCount++;
         this.#gcTotal += e.duration;
-        if (e.duration > this.#gcMax) this.#gcMax = e.duration;
+        if (e.duration > this.#gcMax) {
+          this.#gcMax = e.duration;
+          this.#gcMaxKind = (e as unknown as { detail?: { kind?: number } }).detail?.kind ?? 0;
+        }
       }
     }).observe({ entryTypes: ['gc'] });
   }
@@ -55,11 +68,13 @@ class Probe {
       gc_count: this.#gcCount,
       gc_total_ms: Number(this.#gcTotal.toFixed(1)),
       gc_max_ms: Number(this.#gcMax.toFixed(2)),
+      gc_max_kind: GC_KINDS.get(this.#gcMaxKind) ?? String(this.#gcMaxKind),
     };
     this.#eld.reset();
     this.#gcCount = 0;
     this.#gcTotal = 0;
     this.#gcMax = 0;
+    this.#gcMaxKind = 0;
     return w;
   }
 }
