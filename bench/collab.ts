@@ -27,7 +27,7 @@
 
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ConnectCmd } from './collab-load.js';
@@ -123,6 +123,8 @@ const ms = (x: number): number => Number(x.toFixed(2));
 
 async function round(t: Target, gen: LoadGenerators, rate: number) {
   await t.probe();
+  // The machine is shared: what else ran shows here (this bench alone adds ~1).
+  const load = Number(loadavg()[0]!.toFixed(2));
   const cpu0 = await cpuSeconds(t.pid);
   const replies = await gen.round(rate);
   const cpu = (await cpuSeconds(t.pid)) - cpu0;
@@ -137,7 +139,7 @@ async function round(t: Target, gen: LoadGenerators, rate: number) {
   const sent = replies.reduce((s, r) => s + r.sent, 0);
   const worst = (f: (p: ProbeWindow) => number): number => Math.max(...replies.map((r) => f(r.probe)));
   return {
-    rate, sent, sentPerS: Math.round(sent / Math.max(...replies.map((r) => r.sendSeconds))),
+    rate, load_average_1m_at_start: load, sent, sentPerS: Math.round(sent / Math.max(...replies.map((r) => r.sendSeconds))),
     p50: ms(pct(all, 50)), p99: ms(pct(all, 99)), max: ms(pct(all, 100)),
     missing: replies.reduce((s, r) => s + r.expected - r.receipts, 0),
     server_cpu_ms_per_update: Number(((cpu * 1000) / Math.max(1, sent)).toFixed(3)),
@@ -164,7 +166,7 @@ async function benchTarget(start: () => Promise<Target>) {
     say(`${t.name}: ${c.clients} clients connected and synced in ${connectS.toFixed(1)} s (${c.unsynced} not synced), ${PROCS} load-generator processes`);
     for (const rate of RATES) {
       const r = await round(t, gen, rate);
-      say(`  ${rate}/s: sent ${r.sentPerS}/s, p50 ${r.p50} ms, p99 ${r.p99} ms, max ${r.max} ms, missing ${r.missing}, CPU per update: server ${r.server_cpu_ms_per_update} ms, load generator ${r.load_generator_cpu_ms_per_update} ms`);
+      say(`  ${rate}/s: sent ${r.sentPerS}/s, p50 ${r.p50} ms, p99 ${r.p99} ms, max ${r.max} ms, missing ${r.missing}, CPU per update: server ${r.server_cpu_ms_per_update} ms, load generator ${r.load_generator_cpu_ms_per_update} ms (load average ${r.load_average_1m_at_start})`);
       say(`    server: event-loop delay p99 ${r.server.eld_p99_ms} ms, max ${r.server.eld_max_ms} ms; GC ${r.server.gc_count} pauses, ${r.server.gc_total_ms} ms, longest ${r.server.gc_max_ms} ms (${r.server.gc_max_kind})`);
       say(`    load generator (worst child): event-loop delay p99 ${r.load_generator_worst_child.eld_p99_ms} ms, max ${r.load_generator_worst_child.eld_max_ms} ms; GC ${r.load_generator_worst_child.gc_total_ms} ms, longest ${r.load_generator_worst_child.gc_max_ms} ms`);
       rounds.push(r);
