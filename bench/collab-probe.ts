@@ -12,7 +12,7 @@
 // all written to the file named by EDGEWAY_BENCH_PROBE (no variable: no
 // signal handler).
 
-import { renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { constants, monitorEventLoopDelay, PerformanceObserver, type IntervalHistogram } from 'node:perf_hooks';
 
 export interface ProbeWindow {
@@ -96,4 +96,44 @@ if (file !== undefined && file !== '') {
 // reference has no SIGTERM handler, edgeway drains first (given 3 s).
 if (process.execArgv.includes('--cpu-prof')) {
   process.on('SIGTERM', () => setTimeout(() => process.exit(0), 3000));
+}
+
+// EDGEWAY_BENCH_STALLS=FILE (diagnosis): a 10 ms timer that, whenever it
+// fires more than 30 ms late, appends which threads of this process used the
+// CPU meanwhile (/proc/self/task/*/stat, utime+stime), so a stall can be told
+// apart: the main thread busy (our work or a GC pause) or preempted by one of
+// the process's own threads (LevelDB compaction, V8 or libuv workers).
+const stalls = process.env.EDGEWAY_BENCH_STALLS;
+if (stalls !== undefined && stalls !== '') {
+  const ticks = (): Map<string, number> => {
+    const m = new Map<string, number>();
+    for (const tid of readdirSync('/proc/self/task')) {
+      try {
+        const st = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+        const name = st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'));
+        const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+        m.set(`${tid}:${name}`, Number(f[11]) + Number(f[12]));
+      } catch {
+        // the thread ended
+      }
+    }
+    return m;
+  };
+  let last = performance.now();
+  let before = ticks();
+  setInterval(() => {
+    const now = performance.now();
+    const late = now - last - 10;
+    const after = ticks();
+    if (late > 30) {
+      const used: string[] = [];
+      for (const [k, v] of after) {
+        const d = v - (before.get(k) ?? 0);
+        if (d > 0) used.push(`${k}=${d * 10}ms`);
+      }
+      appendFileSync(stalls, `${new Date().toISOString()} late ${late.toFixed(0)} ms: ${used.join(' ')}\n`);
+    }
+    last = now;
+    before = after;
+  }, 10).unref();
 }

@@ -59,10 +59,26 @@ function run(cmd: string, args: string[]): Promise<string> {
 /** Extra node flags for every server, e.g. `--cpu-prof --cpu-prof-dir=DIR` (the stop then asks politely first). */
 const SERVER_ARGS = (process.env.EDGEWAY_BENCH_SERVER_ARGS ?? '').split(' ').filter((a) => a !== '');
 
+/**
+ * CPU pinning (bench/collab.ts --pin): the server on CPU 0 (all its threads:
+ * GC helpers and the LevelDB pool too), the load generators on the others, so
+ * that on a small machine they stop taking turns on the same cores. The same
+ * for every server.
+ */
+export const SERVER_CPUS = '0';
+export function pinned(cpus: string | undefined, argv: string[]): [string, string[]] {
+  return cpus === undefined ? [process.execPath, argv] : ['taskset', ['-c', cpus, process.execPath, ...argv]];
+}
+let serverCpus: string | undefined;
+export function pinServers(on: boolean): void {
+  serverCpus = on ? SERVER_CPUS : undefined;
+}
+
 /** Spawns a server with the probe and waits for `ready(line)` on its stdout. */
 async function launch<T>(dir: string, args: string[], env: NodeJS.ProcessEnv, ready: (line: string) => T | undefined): Promise<{ child: ChildProcess; value: T }> {
   const probeFile = join(dir, 'probe.json');
-  const child = spawn(process.execPath, ['--expose-gc', '--import', PROBE, ...SERVER_ARGS, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env, EDGEWAY_BENCH_PROBE: probeFile } });
+  const [cmd, argv] = pinned(serverCpus, ['--expose-gc', '--import', PROBE, ...SERVER_ARGS, ...args]);
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env, EDGEWAY_BENCH_PROBE: probeFile } });
   const value = await new Promise<T>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (l) => {
       const v = ready(l);

@@ -23,7 +23,7 @@
 //   the rooms cost beyond their sockets (doc, awareness, store, and whatever
 //   buffers the traffic left in the sockets).
 //
-//   npm run bench:collab [-- --rooms 1000 --clients 10 --rates 500,1000,1500,2000,3000,4000 --seconds 10 --procs 2 --only edgeway,relay,reference]
+//   npm run bench:collab [-- --rooms 1000 --clients 10 --rates 500,1000,1500,2000,3000,4000 --seconds 10 --procs 2 --pin on|gen|off --only edgeway,relay,reference]
 
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -32,7 +32,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ConnectCmd } from './collab-load.js';
 import type { ProbeWindow } from './collab-probe.js';
-import { PROBE, cpuSeconds, startEdgeway, startReference, startRelayPlain, type Target } from './collab-targets.js';
+import { PROBE, cpuSeconds, pinServers, pinned, startEdgeway, startReference, startRelayPlain, type Target } from './collab-targets.js';
 import { checkAgainstYjs } from './collab-wire.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -51,6 +51,11 @@ const SECONDS = Number(arg('seconds', '10'));
 const PROCS = Math.min(ROOMS, Number(arg('procs', '2')));
 const TICK_MS = Number(arg('tick-ms', '2'));
 const ONLY = arg('only', 'edgeway,relay,reference').split(',');
+// Server on CPU 0, load generators on the other CPUs (collab-targets.ts
+// pinned); `--pin gen`: only the generators, the server free on every CPU.
+const PIN_ARG = arg('pin', cpus().length >= 2 ? 'on' : 'off');
+const PIN = PIN_ARG !== 'off';
+const GEN_CPUS = `1-${cpus().length - 1}`;
 const OUT = arg('out', '');
 
 const lines: string[] = [];
@@ -68,7 +73,8 @@ class LoadGenerators {
 
   constructor() {
     for (let j = 0; j < PROCS; j++) {
-      this.#children.push(fork(join(here, 'collab-load.js'), [], { serialization: 'advanced', execArgv: ['--import', PROBE] }));
+      const [execPath, execArgv] = pinned(PIN ? GEN_CPUS : undefined, ['--import', PROBE]);
+      this.#children.push(fork(join(here, 'collab-load.js'), [], { serialization: 'advanced', execPath, execArgv }));
       this.#rooms.push([]);
     }
     for (let r = 0; r < ROOMS; r++) this.#rooms[r % PROCS]!.push(r);
@@ -163,7 +169,7 @@ async function benchTarget(start: () => Promise<Target>) {
     const t0 = performance.now();
     const c = await gen.connect(t);
     connectS = (performance.now() - t0) / 1000;
-    say(`${t.name}: ${c.clients} clients connected and synced in ${connectS.toFixed(1)} s (${c.unsynced} not synced), ${PROCS} load-generator processes`);
+    say(`${t.name}: ${c.clients} clients connected and synced in ${connectS.toFixed(1)} s (${c.unsynced} not synced), ${PROCS} load-generator processes${PIN_ARG === 'on' ? ', server pinned to CPU 0' : ''}${PIN ? `, load generators to CPUs ${GEN_CPUS}` : ''}`);
     for (const rate of RATES) {
       const r = await round(t, gen, rate);
       say(`  ${rate}/s: sent ${r.sentPerS}/s, p50 ${r.p50} ms, p99 ${r.p99} ms, max ${r.max} ms, missing ${r.missing}, CPU per update: server ${r.server_cpu_ms_per_update} ms, load generator ${r.load_generator_cpu_ms_per_update} ms (load average ${r.load_average_1m_at_start})`);
@@ -202,12 +208,13 @@ async function benchTarget(start: () => Promise<Target>) {
 
 async function mainBench(): Promise<void> {
   checkAgainstYjs();
+  pinServers(PIN_ARG === 'on');
   const results = [];
   if (ONLY.includes('edgeway')) results.push(await benchTarget(startEdgeway));
   if (ONLY.includes('relay')) results.push(await benchTarget(startRelayPlain));
   if (ONLY.includes('reference')) results.push(await benchTarget(startReference));
   const date = new Date().toISOString().slice(0, 10);
-  const out = { date, rooms: ROOMS, clients_per_room: CLIENTS, seconds_per_round: SECONDS, rates: RATES, load_generator_processes: PROCS, tick_ms: TICK_MS, cores: cpus().length, results };
+  const out = { date, rooms: ROOMS, clients_per_room: CLIENTS, seconds_per_round: SECONDS, rates: RATES, load_generator_processes: PROCS, tick_ms: TICK_MS, pinned: PIN ? { server_cpus: PIN_ARG === 'on' ? '0' : 'all', load_generator_cpus: GEN_CPUS } : false, cores: cpus().length, results };
   say('\n| server | rate offered | sent/s | p50 ms | p99 ms | missing | server CPU ms/update | server loop delay p99/max ms | load gen. loop delay p99/max ms |\n|---|---|---|---|---|---|---|---|---|');
   for (const r of results) {
     for (const x of r.rounds) say(`| ${r.target} | ${x.rate} | ${x.sentPerS} | ${x.p50} | ${x.p99} | ${x.missing} | ${x.server_cpu_ms_per_update} | ${x.server.eld_p99_ms}/${x.server.eld_max_ms} | ${x.load_generator_worst_child.eld_p99_ms}/${x.load_generator_worst_child.eld_max_ms} |`);
