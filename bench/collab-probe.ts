@@ -131,7 +131,7 @@ if (stalls !== undefined && stalls !== '') {
         const d = v - (before.get(k) ?? 0);
         if (d > 0) used.push(`${k}=${d * 10}ms`);
       }
-      appendFileSync(stalls, `${new Date().toISOString()} late ${late.toFixed(0)} ms: ${used.join(' ')}\n`);
+      appendFileSync(stalls, `${new Date().toISOString()} pid ${process.pid} late ${late.toFixed(0)} ms: ${used.join(' ')}\n`);
     }
     last = now;
     before = after;
