@@ -1,37 +1,42 @@
 // Issue 6 "Speed": the collab relay side by side with the reference server
 // (@y/websocket-server 0.1.1 with y-leveldb persistence, YPERSISTENCE), each
-// in its own process, under the same load from this process:
-// ROOMS rooms x CLIENTS clients (10,000 websockets by default) on loopback,
-// every client speaking y-websocket (sync step 1 at open, updates). Rounds at
-// fixed total update rates; per round: fan-out latency p50/p99 (send to
-// receipt at every OTHER client of the room), receipts missing, and the rate
-// actually sent. "Sustained" is the highest rate whose round delivered every
-// receipt with p99 <= 10 ms. RSS per room: the server's RSS growth from
-// before the clients connected to after the last round, divided by ROOMS
-// (sockets included: 10 per room).
+// in its own process (bench/collab-targets.ts), under the same load from the
+// same load generator: ROOMS rooms x CLIENTS clients (10,000 websockets by
+// default) on loopback, spread by whole rooms over PROCS child processes (2
+// by default; bench/collab-load.ts), every client a y-websocket peer on the
+// wire (sync step 1 at open, the server's step 2 awaited, then updates the
+// servers apply and store; bench/collab-wire.ts).
 //
-// edgeway runs as in production: `workers: 1`, wss through its TLS listener,
-// routing and access check (a bearer token) on every upgrade. The reference
-// speaks plain ws (no TLS), which favours it.
+// Per round at a fixed total update rate: fan-out latency p50/p99 (send to
+// receipt at every OTHER client of the room), receipts missing, the rate
+// actually sent, the server's CPU per update, and both sides' event-loop
+// delay and GC pauses (bench/collab-probe.ts), so that a p99 can be told to
+// come from the server or from the load generator. "Sustained" is the
+// highest rate sent whose round delivered every receipt with p99 <= 10 ms.
 //
-//   npm run bench:collab [-- --rooms 1000 --clients 10 --rates 500,1000,2000,4000 --seconds 10]
+// RSS (after a full GC in the server, `--expose-gc`):
+// - per room, total: growth from the idle server to after the last round,
+//   divided by ROOMS; includes the room's CLIENTS sockets (TLS for edgeway);
+// - sockets alone: a fresh server with the same number of sockets, all in
+//   ONE room, synced and idle; per socket = growth / sockets;
+// - per room, own: (total growth - sockets-alone growth) / (ROOMS - 1): what
+//   the rooms cost beyond their sockets (doc, awareness, store, and whatever
+//   buffers the traffic left in the sockets).
+//
+//   npm run bench:collab [-- --rooms 1000 --clients 10 --rates 500,1000,1500,2000,3000,4000 --seconds 10 --procs 2 --pin on|gen|off --only edgeway,relay,reference]
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
-import WebSocket from 'ws';
-import * as Y from 'yjs';
-import * as encoding from 'lib0/encoding';
+import type { ConnectCmd } from './collab-load.js';
+import type { ProbeWindow } from './collab-probe.js';
+import { PROBE, cpuSeconds, pinServers, pinned, startEdgeway, startReference, startRelayPlain, type Target } from './collab-targets.js';
+import { checkAgainstYjs } from './collab-wire.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
-const main = join(here, '..', 'src', 'main.js');
-const ORG = '7f3a0000-0000-4000-8000-000000000002';
-const HOST = `org-${ORG}.example.test`;
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -39,309 +44,188 @@ function arg(name: string, def: string): string {
 }
 const ROOMS = Number(arg('rooms', '1000'));
 const CLIENTS = Number(arg('clients', '10'));
-const RATES = arg('rates', '500,1000,2000,4000').split(',').map(Number);
+const RATES = arg('rates', '500,1000,1500,2000,3000,4000').split(',').map(Number);
 const SECONDS = Number(arg('seconds', '10'));
+// 2 on a 2-core machine: with 4 the load generator's own scheduling and GC
+// showed in the p99 (14.5 ms at 1,000/s against 4.5 ms with 2, edgeway).
+const PROCS = Math.min(ROOMS, Number(arg('procs', '2')));
+const TICK_MS = Number(arg('tick-ms', '2'));
 const ONLY = arg('only', 'edgeway,relay,reference').split(',');
+// Server on CPU 0, load generators on the other CPUs (collab-targets.ts
+// pinned); `--pin gen`: only the generators, the server free on every CPU.
+const PIN_ARG = arg('pin', cpus().length >= 2 ? 'on' : 'off');
+const PIN = PIN_ARG !== 'off';
+const GEN_CPUS = `1-${cpus().length - 1}`;
+const OUT = arg('out', '');
 
-interface Target {
-  readonly name: string;
-  readonly pid: number;
-  readonly url: (room: string) => string;
-  readonly opts: WebSocket.ClientOptions;
-  stop(): Promise<void>;
+const lines: string[] = [];
+function say(line: string): void {
+  console.log(line);
+  lines.push(line);
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
+interface RoundReply { sent: number; sendSeconds: number; expected: number; receipts: number; latencies: Float64Array; probe: ProbeWindow; cpuSeconds: number }
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], env });
-    let out = '';
-    c.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    c.once('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`${args.join(' ')} exited ${code}`))));
-  });
-}
+/** The load-generator children, each holding whole rooms (interleaved: child j has rooms j, j+PROCS, ...). */
+class LoadGenerators {
+  readonly #children: ChildProcess[] = [];
+  readonly #rooms: number[][] = [];
 
-async function stopChild(child: ChildProcess, dir: string): Promise<void> {
-  child.kill('SIGKILL');
-  await new Promise((r) => child.once('exit', r));
-  await rm(dir, { recursive: true, force: true });
-}
-
-async function startEdgeway(): Promise<Target> {
-  const dir = await mkdtemp(join(tmpdir(), 'edgeway-bench-collab-'));
-  await mkdir(join(dir, 'routes'));
-  const cfgFile = join(dir, 'edgeway.yaml');
-  await writeFile(cfgFile, `domain: example.test\nlisten: { https: "127.0.0.1:0", http: "127.0.0.1:0", admin: "127.0.0.1:0" }\nworkers: 1\ndata_dir: data\nroutes_dir: routes\nlog: { level: info, access_log: false }\n`);
-  const child = spawn(process.execPath, [main, '--config', cfgFile], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const listening = await new Promise<{ https: string; admin: string }>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (l) => {
-      if (l.includes('"edgeway listening"')) resolve(JSON.parse(l) as { https: string; admin: string });
-    });
-    child.once('exit', (code) => reject(new Error(`edgeway exited ${code}`)));
-  });
-  const ca = await readFile(join(dir, 'data', 'ca', 'edgeway-local-ca.crt'), 'utf8');
-  const platform = await run(process.execPath, [main, 'token', '--config', cfgFile, '--platform']);
-  const user = await run(process.execPath, [main, 'token', '--config', cfgFile, '--user', 'bench', '--scope', `org:${ORG}:member`, '--ttl', '86400']);
-  const res = await fetch(`http://${listening.admin}/v1/hosts/${HOST}`, {
-    method: 'PUT',
-    headers: { authorization: `Bearer ${platform}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ locations: [{ path: '/collab/yjs', service: 'collab' }] }),
-  });
-  if (res.status !== 201) throw new Error(`PUT host: ${res.status}`);
-  const port = Number(listening.https.split(':').pop());
-  return {
-    name: 'edgeway (wss, workers: 1)',
-    pid: child.pid!,
-    url: (room) => `wss://${HOST}:${port}/collab/yjs/${room}`,
-    // ws passes `lookup` on to tls.connect: every name resolves to loopback.
-    opts: ({
-      ca: [ca],
-      headers: { authorization: `Bearer ${user}` },
-      lookup: ((_h: string, o: { all?: boolean }, cb: (...a: unknown[]) => void) => (o.all ? cb(null, [{ address: '127.0.0.1', family: 4 }]) : cb(null, '127.0.0.1', 4))) as never,
-      perMessageDeflate: false,
-    }) as WebSocket.ClientOptions,
-    stop: () => stopChild(child, dir),
-  };
-}
-
-async function startReference(): Promise<Target> {
-  const dir = await mkdtemp(join(tmpdir(), 'edgeway-bench-ref-'));
-  const port = await freePort();
-  const server = join(root, 'node_modules', '@y', 'websocket-server', 'src', 'server.js');
-  const child = spawn(process.execPath, [server], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), YPERSISTENCE: join(dir, 'db') } });
-  await new Promise<void>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (l) => {
-      if (l.includes('running at')) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`reference exited ${code}`)));
-  });
-  return { name: '@y/websocket-server 0.1.1 (ws, YPERSISTENCE)', pid: child.pid!, url: (room) => `ws://127.0.0.1:${port}/${room}`, opts: { perMessageDeflate: false }, stop: () => stopChild(child, dir) };
-}
-
-/** CPU seconds (user + system) the process has used so far. */
-async function cpuSeconds(pid: number): Promise<number> {
-  const f = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
-
-async function startRelayPlain(): Promise<Target> {
-  const dir = await mkdtemp(join(tmpdir(), 'edgeway-bench-relay-'));
-  const child = spawn(process.execPath, [join(here, 'collab-relay-server.js'), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (l) => {
-      if (l.startsWith('listening ')) resolve(Number(l.slice(10)));
-    });
-    child.once('exit', (code) => reject(new Error(`relay exited ${code}`)));
-  });
-  return { name: 'edgeway relay alone (ws)', pid: child.pid!, url: (room) => `ws://127.0.0.1:${port}/${room}`, opts: { perMessageDeflate: false }, stop: () => stopChild(child, dir) };
-}
-
-async function rssKb(pid: number): Promise<number> {
-  const s = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(s)![1]);
-}
-
-// --- the load ----------------------------------------------------------------
-
-const MARK = Buffer.from('~bm');
-const STEP1_EMPTY = (() => {
-  const e = encoding.createEncoder();
-  encoding.writeVarUint(e, 0);
-  encoding.writeVarUint(e, 0);
-  encoding.writeVarUint8Array(e, Y.encodeStateVector(new Y.Doc()));
-  return encoding.toUint8Array(e);
-})();
-
-interface Client {
-  readonly ws: WebSocket;
-  readonly room: number;
-  /** Its own map key: concurrent sets of ONE key would make the losers garbage (and unmarked) at once. */
-  readonly key: string;
-  doc: Y.Doc | undefined;
-  synced: boolean;
-}
-
-/** Send time (ms, performance.now) of update `seq`, and how many receipts it still expects. */
-const sentAt: number[] = [];
-/** Who sent update `seq`: its own echo (the reference sends one) is not a fan-out receipt. */
-const sentBy: Client[] = [];
-const latencies: number[] = [];
-let receipts = 0;
-
-function onMessage(c: Client, data: Buffer): void {
-  // Only sync updates carry a marker; everything else is ignored.
-  if (data[0] !== 0 || data[1] !== 2) return;
-  const at = data.indexOf(MARK);
-  if (at === -1) return;
-  const seq = Number(data.toString('latin1', at + 3, at + 13));
-  const t0 = sentAt[seq];
-  if (t0 === undefined || sentBy[seq] === c) return;
-  latencies.push(performance.now() - t0);
-  receipts++;
-}
-
-function update(c: Client, seq: number): Uint8Array {
-  c.doc ??= new Y.Doc();
-  let out: Uint8Array | undefined;
-  const h = (u: Uint8Array): void => {
-    out = u;
-  };
-  c.doc.on('update', h);
-  c.doc.getMap('m').set(c.key, `~bm${String(seq).padStart(10, '0')}`);
-  c.doc.off('update', h);
-  const e = encoding.createEncoder();
-  encoding.writeVarUint(e, 0);
-  encoding.writeVarUint(e, 2);
-  encoding.writeVarUint8Array(e, out!);
-  return encoding.toUint8Array(e);
-}
-
-async function connectAll(target: Target): Promise<Client[]> {
-  const clients: Client[] = [];
-  const total = ROOMS * CLIENTS;
-  let next = 0;
-  const open = async (): Promise<void> => {
-    while (next < total) {
-      const i = next++;
-      const room = i % ROOMS;
-      const ws = new WebSocket(target.url(`room-${room}`), target.opts);
-      const c: Client = { ws, room, key: `c${i}`, doc: undefined, synced: false };
-      await new Promise<void>((resolve, reject) => {
-        ws.once('open', () => {
-          ws.send(STEP1_EMPTY);
-          resolve();
-        });
-        ws.once('error', reject);
-      });
-      ws.on('message', (d: Buffer) => {
-        if (d[0] === 0 && d[1] === 1) c.synced = true;
-        else onMessage(c, d);
-      });
-      ws.on('close', (code) => {
-        if (!closingAll) console.error(`client of room ${room} closed: ${code}`);
-      });
-      clients.push(c);
+  constructor() {
+    for (let j = 0; j < PROCS; j++) {
+      const [execPath, execArgv] = pinned(PIN ? GEN_CPUS : undefined, ['--import', PROBE]);
+      this.#children.push(fork(join(here, 'collab-load.js'), [], { serialization: 'advanced', execPath, execArgv }));
+      this.#rooms.push([]);
     }
-  };
-  await Promise.all(Array.from({ length: 64 }, open));
-  const deadline = Date.now() + 120_000;
-  while (clients.some((c) => !c.synced) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  return clients;
-}
-let closingAll = false;
+    for (let r = 0; r < ROOMS; r++) this.#rooms[r % PROCS]!.push(r);
+  }
 
-function pct(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
+  #ask<T>(j: number, cmd: object): Promise<T> {
+    const child = this.#children[j]!;
+    return new Promise((resolve, reject) => {
+      const onExit = (code: number): void => reject(new Error(`load generator ${j} exited ${code}`));
+      child.once('exit', onExit);
+      child.once('message', (m) => {
+        child.off('exit', onExit);
+        resolve(m as T);
+      });
+      child.send(cmd);
+    });
+  }
 
-async function round(pid: number, clients: Client[], rate: number): Promise<{ rate: number; sent: number; sentPerS: number; p50: number; p99: number; max: number; missing: number; server_cpu_ms_per_update: number }> {
-  const cpu0 = await cpuSeconds(pid);
-  latencies.length = 0;
-  receipts = 0;
-  const byRoom: Client[][] = Array.from({ length: ROOMS }, () => []);
-  for (const c of clients) byRoom[c.room]!.push(c);
-  const TICK = 10;
-  const perTick = (rate * TICK) / 1000;
-  let owed = 0;
-  let k = 0;
-  let sent = 0;
-  const started = performance.now();
-  let seqBase = sentAt.length;
-  await new Promise<void>((resolve) => {
-    const timer = setInterval(() => {
-      const elapsed = performance.now() - started;
-      if (elapsed >= SECONDS * 1000) {
-        clearInterval(timer);
+  /** Connects every client (or all of them into one room) and waits until each has the server's sync step 2. */
+  async connect(t: Target, oneRoom?: string): Promise<{ clients: number; unsynced: number }> {
+    let first = 0;
+    const replies = await Promise.all(this.#rooms.map((rooms, j) => {
+      const cmd: ConnectCmd = { type: 'connect', url: t.url, rooms, clients: CLIENTS, firstClient: first, opts: t.opts, ...(oneRoom === undefined ? {} : { oneRoom }) };
+      first += rooms.length * CLIENTS;
+      return this.#ask<{ clients: number; unsynced: number }>(j, cmd);
+    }));
+    return { clients: replies.reduce((s, r) => s + r.clients, 0), unsynced: replies.reduce((s, r) => s + r.unsynced, 0) };
+  }
+
+  round(rate: number): Promise<RoundReply[]> {
+    return Promise.all(this.#rooms.map((rooms, j) => this.#ask<RoundReply>(j, { type: 'round', rate: (rate * rooms.length) / ROOMS, seconds: SECONDS, tickMs: TICK_MS })));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#children.map((c) => new Promise<void>((resolve) => {
+      if (c.exitCode !== null || c.signalCode !== null) return resolve();
+      const kill = setTimeout(() => c.kill('SIGKILL'), 10_000);
+      c.once('exit', () => {
+        clearTimeout(kill);
         resolve();
-        return;
-      }
-      owed += perTick;
-      while (owed >= 1) {
-        owed--;
-        const room = byRoom[k % ROOMS]!;
-        const c = room[Math.floor(k / ROOMS) % room.length]!;
-        k++;
-        const seq = seqBase++;
-        const msg = update(c, seq);
-        sentBy[seq] = c;
-        sentAt[seq] = performance.now();
-        c.ws.send(msg);
-        sent++;
-      }
-    }, TICK);
-  });
-  const sendSeconds = (performance.now() - started) / 1000;
-  // Let the last updates arrive.
-  const expected = sent * (CLIENTS - 1);
-  const until = Date.now() + 5000;
-  while (receipts < expected && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-  const sorted = latencies.slice().sort((a, b) => a - b);
-  const cpu = (await cpuSeconds(pid)) - cpu0;
-  return {
-    rate, sent, sentPerS: Math.round(sent / sendSeconds), p50: pct(sorted, 50), p99: pct(sorted, 99), max: sorted[sorted.length - 1] ?? NaN,
-    missing: expected - receipts, server_cpu_ms_per_update: Number(((cpu * 1000) / Math.max(1, sent)).toFixed(3)),
-  };
-}
-
-async function benchTarget(start: () => Promise<Target>) {
-  const target = await start();
-  try {
-    await new Promise((r) => setTimeout(r, 500));
-    const rss0 = await rssKb(target.pid);
-    const t0 = performance.now();
-    const clients = await connectAll(target);
-    const connectS = (performance.now() - t0) / 1000;
-    const unsynced = clients.filter((c) => !c.synced).length;
-    console.log(`${target.name}: ${clients.length} clients connected and synced in ${connectS.toFixed(1)} s (${unsynced} not synced)`);
-    const rounds = [];
-    for (const rate of RATES) {
-      const r = await round(target.pid, clients, rate);
-      console.log(`  ${rate}/s: sent ${r.sentPerS}/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, max ${r.max.toFixed(1)} ms, receipts missing ${r.missing}, server CPU ${r.server_cpu_ms_per_update} ms/update`);
-      rounds.push(r);
-    }
-    const rss1 = await rssKb(target.pid);
-    closingAll = true;
-    for (const c of clients) c.ws.terminate();
-    closingAll = false;
-    const ok = rounds.filter((r) => r.missing === 0 && r.p99 <= 10);
-    return {
-      target: target.name,
-      connect_s: Number(connectS.toFixed(1)),
-      rounds,
-      sustained_at_p99_10ms: ok.length === 0 ? 0 : Math.max(...ok.map((r) => r.sentPerS)),
-      rss_kb_per_room: Math.round((rss1 - rss0) / ROOMS),
-      rss_mb: { before: Math.round(rss0 / 1024), after: Math.round(rss1 / 1024) },
-    };
-  } finally {
-    await target.stop();
+      });
+      c.send({ type: 'close' });
+    })));
   }
 }
 
+function pct(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! / 1000;
+}
+const ms = (x: number): number => Number(x.toFixed(2));
+
+async function round(t: Target, gen: LoadGenerators, rate: number) {
+  await t.probe();
+  // The machine is shared: what else ran shows here (this bench alone adds ~1).
+  const load = Number(loadavg()[0]!.toFixed(2));
+  const cpu0 = await cpuSeconds(t.pid);
+  const replies = await gen.round(rate);
+  const cpu = (await cpuSeconds(t.pid)) - cpu0;
+  const server = await t.probe();
+  const all = new Float64Array(replies.reduce((s, r) => s + r.latencies.length, 0));
+  let at = 0;
+  for (const r of replies) {
+    all.set(r.latencies, at);
+    at += r.latencies.length;
+  }
+  all.sort();
+  const sent = replies.reduce((s, r) => s + r.sent, 0);
+  const worst = (f: (p: ProbeWindow) => number): number => Math.max(...replies.map((r) => f(r.probe)));
+  return {
+    rate, load_average_1m_at_start: load, sent, sentPerS: Math.round(sent / Math.max(...replies.map((r) => r.sendSeconds))),
+    p50: ms(pct(all, 50)), p99: ms(pct(all, 99)), max: ms(pct(all, 100)),
+    missing: replies.reduce((s, r) => s + r.expected - r.receipts, 0),
+    server_cpu_ms_per_update: Number(((cpu * 1000) / Math.max(1, sent)).toFixed(3)),
+    // The machine's other half: the load generator shares the cores with the server.
+    load_generator_cpu_ms_per_update: Number(((replies.reduce((s, r) => s + r.cpuSeconds, 0) * 1000) / Math.max(1, sent)).toFixed(3)),
+    server: { eld_p99_ms: server.eld_p99_ms, eld_max_ms: server.eld_max_ms, gc_count: server.gc_count, gc_total_ms: server.gc_total_ms, gc_max_ms: server.gc_max_ms, gc_max_kind: server.gc_max_kind },
+    load_generator_worst_child: { eld_p99_ms: worst((p) => p.eld_p99_ms), eld_max_ms: worst((p) => p.eld_max_ms), gc_total_ms: worst((p) => p.gc_total_ms), gc_max_ms: worst((p) => p.gc_max_ms) },
+  };
+}
+
+/** One server: connect, the rounds, RSS; then a fresh one with the same sockets idle in one room. */
+async function benchTarget(start: () => Promise<Target>) {
+  let t = await start();
+  let gen = new LoadGenerators();
+  let rounds: Awaited<ReturnType<typeof round>>[] = [];
+  let connectS = 0;
+  let full = 0;
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    const rss0 = (await t.probe()).rss_kb;
+    const t0 = performance.now();
+    const c = await gen.connect(t);
+    connectS = (performance.now() - t0) / 1000;
+    say(`${t.name}: ${c.clients} clients connected and synced in ${connectS.toFixed(1)} s (${c.unsynced} not synced), ${PROCS} load-generator processes${PIN_ARG === 'on' ? ', server pinned to CPU 0' : ''}${PIN ? `, load generators to CPUs ${GEN_CPUS}` : ''}`);
+    for (const rate of RATES) {
+      const r = await round(t, gen, rate);
+      say(`  ${rate}/s: sent ${r.sentPerS}/s, p50 ${r.p50} ms, p99 ${r.p99} ms, max ${r.max} ms, missing ${r.missing}, CPU per update: server ${r.server_cpu_ms_per_update} ms, load generator ${r.load_generator_cpu_ms_per_update} ms (load average ${r.load_average_1m_at_start})`);
+      say(`    server: event-loop delay p99 ${r.server.eld_p99_ms} ms, max ${r.server.eld_max_ms} ms; GC ${r.server.gc_count} pauses, ${r.server.gc_total_ms} ms, longest ${r.server.gc_max_ms} ms (${r.server.gc_max_kind})`);
+      say(`    load generator (worst child): event-loop delay p99 ${r.load_generator_worst_child.eld_p99_ms} ms, max ${r.load_generator_worst_child.eld_max_ms} ms; GC ${r.load_generator_worst_child.gc_total_ms} ms, longest ${r.load_generator_worst_child.gc_max_ms} ms`);
+      rounds.push(r);
+    }
+    full = (await t.probe()).rss_kb - rss0;
+  } finally {
+    await gen.close();
+    await t.stop();
+  }
+  t = await start();
+  gen = new LoadGenerators();
+  let idle = 0;
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    const rss0 = (await t.probe()).rss_kb;
+    const c = await gen.connect(t, 'room-idle');
+    idle = (await t.probe()).rss_kb - rss0;
+    say(`  baseline: ${c.clients} sockets idle in one room (${c.unsynced} not synced): RSS +${Math.round(idle / 1024)} MB`);
+  } finally {
+    await gen.close();
+    await t.stop();
+  }
+  const ok = rounds.filter((r) => r.missing === 0 && r.p99 <= 10);
+  return {
+    target: t.name, connect_s: Number(connectS.toFixed(1)), rounds,
+    sustained_at_p99_10ms: ok.length === 0 ? 0 : Math.max(...ok.map((r) => r.sentPerS)),
+    rss_growth_mb: { rooms_with_sockets: Math.round(full / 1024), sockets_idle_in_one_room: Math.round(idle / 1024) },
+    rss_kb_per_room_total: Math.round(full / ROOMS),
+    rss_kb_per_room_own: Math.round((full - idle) / (ROOMS - 1)),
+    rss_kb_per_socket: Number((idle / (ROOMS * CLIENTS)).toFixed(1)),
+  };
+}
+
 async function mainBench(): Promise<void> {
+  checkAgainstYjs();
+  pinServers(PIN_ARG === 'on');
   const results = [];
   if (ONLY.includes('edgeway')) results.push(await benchTarget(startEdgeway));
   if (ONLY.includes('relay')) results.push(await benchTarget(startRelayPlain));
   if (ONLY.includes('reference')) results.push(await benchTarget(startReference));
   const date = new Date().toISOString().slice(0, 10);
-  const out = { date, rooms: ROOMS, clients_per_room: CLIENTS, seconds_per_round: SECONDS, rates: RATES, cores: (await import('node:os')).cpus().length, results };
-  await mkdir(join(root, 'bench', 'results'), { recursive: true });
-  const file = join(root, 'bench', 'results', `collab-${date}.json`);
-  await writeFile(file, `${JSON.stringify(out, null, 2)}\n`);
-  console.log('\n| server | rate offered | sent/s | p50 ms | p99 ms | receipts missing | server CPU ms/update |\n|---|---|---|---|---|---|---|');
-  for (const r of results) for (const x of r.rounds) console.log(`| ${r.target} | ${x.rate} | ${x.sentPerS} | ${x.p50.toFixed(2)} | ${x.p99.toFixed(2)} | ${x.missing} | ${x.server_cpu_ms_per_update} |`);
-  console.log('\n| server | sustained updates/s at p99 <= 10 ms, nothing missing | RSS per room (KB, 10 sockets included) |\n|---|---|---|');
-  for (const r of results) console.log(`| ${r.target} | ${r.sustained_at_p99_10ms} | ${r.rss_kb_per_room} |`);
-  console.log(`\nwritten to ${file}`);
+  const out = { date, rooms: ROOMS, clients_per_room: CLIENTS, seconds_per_round: SECONDS, rates: RATES, load_generator_processes: PROCS, tick_ms: TICK_MS, pinned: PIN ? { server_cpus: PIN_ARG === 'on' ? '0' : 'all', load_generator_cpus: GEN_CPUS } : false, cores: cpus().length, results };
+  say('\n| server | rate offered | sent/s | p50 ms | p99 ms | missing | server CPU ms/update | server loop delay p99/max ms | load gen. loop delay p99/max ms |\n|---|---|---|---|---|---|---|---|---|');
+  for (const r of results) {
+    for (const x of r.rounds) say(`| ${r.target} | ${x.rate} | ${x.sentPerS} | ${x.p50} | ${x.p99} | ${x.missing} | ${x.server_cpu_ms_per_update} | ${x.server.eld_p99_ms}/${x.server.eld_max_ms} | ${x.load_generator_worst_child.eld_p99_ms}/${x.load_generator_worst_child.eld_max_ms} |`);
+  }
+  say(`\n| server | sustained updates/s at p99 <= 10 ms, nothing missing | RSS per room, total (KB, its ${CLIENTS} sockets included) | RSS per room, own (KB, sockets excluded) | RSS per idle socket (KB) |\n|---|---|---|---|---|`);
+  for (const r of results) say(`| ${r.target} | ${r.sustained_at_p99_10ms} | ${r.rss_kb_per_room_total} | ${r.rss_kb_per_room_own} | ${r.rss_kb_per_socket} |`);
+  const base = OUT !== '' ? OUT : join(root, 'bench', 'results', `collab-${date}`);
+  await mkdir(dirname(base), { recursive: true });
+  await writeFile(`${base}.json`, `${JSON.stringify(out, null, 2)}\n`);
+  await writeFile(`${base}.txt`, `${lines.join('\n')}\n`);
+  console.log(`\nwritten to ${base}.{json,txt}`);
 }
 
 await mainBench();

@@ -1,7 +1,9 @@
 // The y-websocket wire protocol (y-protocols sync + awareness, as the stock
 // WebsocketProvider speaks it): one message per binary frame, a varuint type
-// first. Encoders are built once per message kind; a message the relay
-// fans out is encoded once and the same bytes go to every peer.
+// first. A message the relay fans out is encoded once, as a whole frame, and
+// the same bytes go to every peer (frame.ts; a sync update message, [sync,
+// update, varuint length, update], is written there straight into its
+// frame).
 
 import * as encoding from 'lib0/encoding';
 import * as awarenessProtocol from 'y-protocols/awareness';
@@ -31,14 +33,6 @@ export function step2Message(doc: Y.Doc, clientSv: Uint8Array): Uint8Array {
   encoding.writeVarUint(e, MSG_SYNC);
   encoding.writeVarUint(e, SYNC_STEP2);
   encoding.writeVarUint8Array(e, Y.encodeStateAsUpdate(doc, clientSv));
-  return encoding.toUint8Array(e);
-}
-
-export function updateMessage(update: Uint8Array): Uint8Array {
-  const e = encoding.createEncoder();
-  encoding.writeVarUint(e, MSG_SYNC);
-  encoding.writeVarUint(e, SYNC_UPDATE);
-  encoding.writeVarUint8Array(e, update);
   return encoding.toUint8Array(e);
 }
 

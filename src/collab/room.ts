@@ -22,8 +22,9 @@ import type { WebSocket } from 'ws';
 import { CLOSE } from './admission.js';
 import {
   MSG_AUTH, MSG_AWARENESS, MSG_QUERY_AWARENESS, MSG_SYNC, SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE,
-  UnsupportedMessage, awarenessMessage, step1Message, step2Message, updateMessage,
+  UnsupportedMessage, awarenessMessage, step1Message, step2Message,
 } from './protocol.js';
+import { binaryFrame, syncUpdateFrame } from './frame.js';
 import type { RoomStore, WriteOwner } from './room-store.js';
 
 /** One client socket in a room. */
@@ -32,6 +33,8 @@ export class Conn {
   readonly ids = new Set<number>();
   /** Set false at each ping, true at each pong: two pings without a pong and the peer is dead. */
   alive = true;
+  /** Which slice of the service's pings this socket is in. */
+  pingSlice = 0;
   /** Messages that arrived while the room loaded, processed in order once it is ready. */
   early: Buffer[] | undefined;
   constructor(
@@ -47,6 +50,8 @@ export interface RoomHost {
   readonly store: RoomStore;
   readonly compactAfter: number;
   send(conn: Conn, msg: Uint8Array): void;
+  /** Sends a frame built once for every peer (frame.ts). */
+  sendFrame(conn: Conn, frame: Buffer): void;
   drop(conn: Conn, code: number, reason: string): void;
   roomFailed(room: Room, err: unknown): void;
   updatePersisted(): void;
@@ -54,8 +59,9 @@ export interface RoomHost {
 
 interface Held {
   readonly seq: number;
+  /** A reply's message, or a broadcast's frame (encoded once for all peers). */
   readonly msg: Uint8Array | undefined;
-  /** Reply to this socket only; undefined: broadcast to every socket but `except`. */
+  /** Reply to this socket only; undefined: broadcast `msg` as a frame to every socket but `except`. */
   readonly to: Conn | undefined;
   readonly except: Conn | undefined;
   readonly done: (() => void) | undefined;
@@ -173,7 +179,7 @@ export class Room implements WriteOwner {
     const first = this.#clock === -1;
     const seq = ++this.#seq;
     this.host.store.append(this, seq, this.key, ++this.#clock, update, first ? Y.encodeStateVector(this.doc) : undefined);
-    this.#held.push({ seq, msg: updateMessage(update), to: undefined, except: origin instanceof Conn ? origin : undefined, done: undefined });
+    this.#held.push({ seq, msg: syncUpdateFrame(update), to: undefined, except: origin instanceof Conn ? origin : undefined, done: undefined });
     if (++this.#sinceCompact >= this.host.compactAfter) this.compact();
   }
 
@@ -227,7 +233,8 @@ export class Room implements WriteOwner {
       else if (h.to !== undefined) {
         if (this.conns.has(h.to)) this.host.send(h.to, h.msg!);
       } else {
-        for (const c of this.conns) if (c !== h.except && c.early === undefined) this.host.send(c, h.msg!);
+        const frame = h.msg as Buffer;
+        for (const c of this.conns) if (c !== h.except && c.early === undefined) this.host.sendFrame(c, frame);
       }
     }
     if (i === held.length) this.#held = [];
@@ -260,8 +267,8 @@ export class Room implements WriteOwner {
     }
     const changed = added.concat(updated, removed);
     if (changed.length === 0) return;
-    const msg = awarenessMessage(this.awareness, changed);
-    for (const c of this.conns) if (c !== from && c.early === undefined) this.host.send(c, msg);
+    const frame = binaryFrame(awarenessMessage(this.awareness, changed));
+    for (const c of this.conns) if (c !== from && c.early === undefined) this.host.sendFrame(c, frame);
   }
 
   /** Removes awareness states their client stopped renewing (y-protocols' 30 s rule, run by the service's timer). */
