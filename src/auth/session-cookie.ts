@@ -92,7 +92,9 @@ export class SessionCookies {
   readonly #key: Buffer;
   readonly #ttlS: number;
   readonly #now: () => number;
-  readonly #cache = new LRUCache<string, Session>({ max: CACHE_MAX });
+  // verify() checks expMs itself on a hit: the TTL only evicts, and a coarse
+  // ttlResolution spares a timer per millisecond of traffic (see jwt.ts).
+  readonly #cache = new LRUCache<string, Session>({ max: CACHE_MAX, ttlResolution: 1000 });
   /** `; Path=/; Max-Age=…; Secure; HttpOnly; SameSite=Lax`: no Domain, so host-only (RFC 6265 §5.3 step 6). */
   readonly #attributes: string;
 
