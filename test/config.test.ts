@@ -76,7 +76,7 @@ function defaults(dir: string, domain: string, port: number) {
       max_header_bytes: 16384,
       drain_timeout_ms: 10000,
     },
-    proxy: { timeout_ms: 60000, connect_timeout_ms: 5000, pool_connections: 128, max_fails: 3, eject_ms: 10000, forwarder: 'lean' },
+    proxy: { timeout_ms: 60000, connect_timeout_ms: 5000, pool_connections: 128, max_fails: 3, eject_ms: 10000, forwarder: 'lean', fast_lane: true },
     oauth: { code_ttl_s: 60, access_token_ttl_s: 3600, refresh_token_ttl_s: 2_592_000, max_param_bytes: 2048, max_body_bytes: 16_384, sweep_interval_s: 60 },
     collab: { max_payload_bytes: 16777216, send_buffer_limit_bytes: 4194304, ping_interval_ms: 30000, unload_grace_ms: 30000, compact_after_updates: 500 },
     log: { level: 'info', access_log: true },
