@@ -93,12 +93,7 @@ export class Observer implements RequestObserver {
   ) {}
 
   request(req: IncomingMessage, res: ServerResponse, host: CompiledHost | undefined, loc: CompiledLocation | undefined): void {
-    const start = performance.now();
-    const conn = this.connOf(req.socket as TaggedSocket);
-    const hs = this.touch(conn, host, start);
-    const id = nextRequestId();
-    (req as RequestMarks)[kRequestId] = id;
-    (res as TaggedRes)[kEx] = new Exchange(this, req, start, comboOf(host, loc), conn, hs, loc, id, false);
+    (res as TaggedRes)[kEx] = this.begin(req, req.socket, host, loc);
     res.on('close', onResClose);
   }
 
@@ -107,6 +102,11 @@ export class Observer implements RequestObserver {
    * accounting as request(), ended by fastEnded() instead of a response's 'close'.
    */
   fastRequest(req: RequestView, socket: Socket, host: CompiledHost, loc: CompiledLocation): ObservedRequest {
+    return this.begin(req, socket, host, loc);
+  }
+
+  /** A request's start: its connection and host counted, its id given. */
+  private begin(req: RequestView, socket: Socket, host: CompiledHost | undefined, loc: CompiledLocation | undefined): Exchange {
     const start = performance.now();
     const conn = this.connOf(socket as TaggedSocket);
     const hs = this.touch(conn, host, start);
