@@ -136,11 +136,10 @@ export function sendError(req: IncomingMessage, res: ServerResponse, code: Error
     res.destroy();
     return;
   }
-  const p = prepared(code);
-  const accept = req.headers.accept;
-  const html = accept !== undefined && WANTS_HTML.test(accept);
-  let body = html ? p.html : p.json;
-  let headers = html ? p.htmlHeaders : p.jsonHeaders;
+  const a = errorAnswer(code, req.headers.accept);
+  const html = a.html;
+  let body = a.body;
+  let headers = a.headers;
   if (requestId !== undefined) {
     // Rare (only when the caller has an id): built per call, the rest stays shared.
     if (!html) {
@@ -151,7 +150,7 @@ export function sendError(req: IncomingMessage, res: ServerResponse, code: Error
     headers = [...headers, 'X-Request-Id', requestId];
   }
   try {
-    res.writeHead(p.status, headers as string[]);
+    res.writeHead(a.status, headers as string[]);
   } catch {
     // A header already set by the caller conflicted; the response is unusable.
     res.destroy();
@@ -168,9 +167,13 @@ export function sendRawError(socket: Duplex, code: ErrorCode): void {
   else socket.destroy();
 }
 
-/** `code`'s answer for a writer of its own (the fast lane, src/proxy/fast-exchange.ts): the same page sendError sends. */
-export function errorAnswer(code: ErrorCode, accept: string | undefined): { status: number; headers: readonly string[]; body: Buffer } {
+/**
+ * `code`'s page for a client with this Accept: HTML when it names text/html,
+ * else the contract's JSON. sendError() answers with it; the fast lane
+ * (src/proxy/fast-exchange.ts) writes it itself.
+ */
+export function errorAnswer(code: ErrorCode, accept: string | undefined): { status: number; headers: readonly string[]; body: Buffer; html: boolean } {
   const p = prepared(code);
   const html = accept !== undefined && WANTS_HTML.test(accept);
-  return { status: p.status, headers: html ? p.htmlHeaders : p.jsonHeaders, body: html ? p.html : p.json };
+  return { status: p.status, headers: html ? p.htmlHeaders : p.jsonHeaders, body: html ? p.html : p.json, html };
 }
