@@ -259,7 +259,7 @@ function onSocketPong(this: ConnSocket): void {
 
 function onSocketClose(this: ConnSocket): void {
   const conn = this[kConn]!;
-  (conn.room.host as CollabService).closed(conn);
+  conn.room.host.closed(conn);
 }
 
 function onSocketError(): void {

@@ -53,6 +53,8 @@ export interface RoomHost {
   /** Sends a frame built once for every peer (frame.ts). */
   sendFrame(conn: Conn, frame: Buffer): void;
   drop(conn: Conn, code: number, reason: string): void;
+  /** The socket closed (whoever closed it): the host forgets it, the room lets it leave. */
+  closed(conn: Conn): void;
   roomFailed(room: Room, err: unknown): void;
   updatePersisted(): void;
 }
