@@ -19,5 +19,6 @@ export interface RequestView {
   readonly headers: RequestHeadersView;
   /** Names and values as received, in order (`[name, value, name, value, …]`). */
   readonly rawHeaders: readonly string[];
-  readonly socket: { readonly remoteAddress?: string | undefined; readonly encrypted?: boolean };
+  /** TLSSocket's `servername` is the SNI the client sent (false or null without one). */
+  readonly socket: { readonly remoteAddress?: string | undefined; readonly encrypted?: boolean; readonly servername?: string | false | null };
 }

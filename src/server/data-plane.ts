@@ -152,7 +152,7 @@ export class DataPlane {
     if (m === undefined) return this.state.table.lookupHost(host) ? 'NOT_FOUND' : 'HOST_NOT_FOUND';
     // 421 only when the TLS name is routed to a different entry than the Host
     // (RFC 9110 §15.5.20); unrouted or absent SNI got the fallback and Host decides.
-    const sni = (req.socket as { servername?: string | false | null }).servername;
+    const sni = req.socket.servername;
     if (typeof sni === 'string' && sni !== host) {
       const s = this.state.table.lookupHost(sni.toLowerCase());
       if (s !== undefined && s.host !== m.host) return 'MISDIRECTED';
