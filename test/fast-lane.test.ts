@@ -762,6 +762,20 @@ t.test('3. connection behaviour', async (t) => {
     t.notOk(s.destroyed, 'the connection is still open');
   });
 
+  t.test('a request sent while the lane still answers one (pipelining): answered in order, the second by node:http', async (t) => {
+    const s = await connect(fast, ORG_HOST);
+    t.teardown(() => s.destroy());
+    const before = { lane: fast.lane.count, node: fast.node.count };
+    // /slow answers after 600 ms; the second request arrives while the first is in flight.
+    const r = await talk(s, [req('/slow'), 100, req('/cl?second')], { want: 2, timeoutMs: 4000 });
+    t.equal(r.responses.length, 2, 'two answers');
+    t.match(r.responses[0], /\r\n\r\nslow$/, 'the first answer is the first request\'s');
+    t.match(r.responses[1], /\r\n\r\nhello from the upstream, with a length$/, 'the second answer is the second request\'s');
+    t.equal(fast.lane.count - before.lane, 1, 'the first served by the lane');
+    t.equal(fast.node.count - before.node, 1, 'the second, which came while the first was in flight, by node:http');
+    t.notOk(r.closed, 'the connection stays open');
+  });
+
   t.test('a client that closes mid-response does not break the next connection', async (t) => {
     const closedBefore = streams.closedEarly;
     const s = await connect(fast, ORG_HOST);
