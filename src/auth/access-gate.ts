@@ -80,29 +80,17 @@ export class AccessGate {
     if (policy.kind === 'public') return PUBLIC_GRANT;
     const now = this.#now();
     const address = clientAddress(req);
-    const ban = this.#banFor(address, now);
-    if (ban > 0) {
-      refuse(req, res, 'banned', ban);
-      return undefined;
-    }
     const host = normalizeHost(req.headers.host) as string; // routing already refused a bad Host
-    if (own?.token !== undefined) {
+    if (own?.token !== undefined && this.#limiter.bannedFor(address, now) === 0) {
       this.#acceptHandoff(req, res, m, own, host, address, now);
       return undefined;
     }
-    const a = this.#authenticate(req, host, undefined);
-    if (typeof a === 'string') {
-      this.#failed(a, address, now);
-      if (wantsHtml(req)) this.#handoff.redirectToLogin(req, res, own?.url ?? (req.url as string));
-      else refuse(req, res, a);
-      return undefined;
-    }
-    const denied = this.#refusal(policy, a, host, req);
-    if (denied !== undefined) {
-      refuse(req, res, denied);
-      return undefined;
-    }
-    return a;
+    const d = this.#counted(this.#judge(req, policy, host, address, now, undefined, undefined), req, address, now);
+    if (typeof d !== 'string') return d;
+    // No valid credential: a browser goes to the login; a ban (429) or a missing right (403) is answered.
+    if (REASONS[d][0] === 401 && wantsHtml(req)) this.#handoff.redirectToLogin(req, res, own?.url ?? (req.url as string));
+    else refuse(req, res, d, d === 'banned' ? this.#bannedForS : 0);
+    return undefined;
   }
 
   /**
@@ -115,13 +103,10 @@ export class AccessGate {
   grantAsIs(req: RequestView, m: RouteMatch): Grant | undefined {
     const policy = policyOf(m.host, m.location);
     if (policy.kind === 'public') return PUBLIC_GRANT;
-    const now = this.#now();
-    if (this.#limiter.bannedFor(clientAddress(req), now) > 0) return undefined;
-    const host = normalizeHost(req.headers.host) as string;
-    const a = this.#authenticate(req, host, undefined);
-    if (typeof a === 'string' || this.#denied(policy, a, host) !== undefined) return undefined;
-    (req as RequestMarks)[kUser] = a.sub;
-    return a;
+    const d = this.#judge(req, policy, normalizeHost(req.headers.host) as string, clientAddress(req), this.#now(), undefined, undefined);
+    if (typeof d === 'string') return undefined;
+    (req as RequestMarks)[kUser] = d.sub;
+    return d;
   }
 
   /** A websocket upgrade: the grant (its expMs closes the socket later), or undefined when refused on the raw socket. */
@@ -144,28 +129,36 @@ export class AccessGate {
     return REASONS[d][0] === 403 ? 'forbidden' : 'unauthorized';
   }
 
-  /**
-   * What upgrade() and check() decide alike: the grant, or the reason to
-   * refuse (failures counted, a ban's seconds left in #bannedForS for the
-   * caller that answers with Retry-After).
-   */
+  /** What upgrade() and check() decide alike: the grant, or the reason to refuse, counted. */
   #decide(req: IncomingMessage, m: RouteMatch, queryToken: string | undefined, room: string | undefined): Grant | Reason {
     const policy = policyOf(m.host, m.location);
     if (policy.kind === 'public') return PUBLIC_GRANT;
     const now = this.#now();
     const address = clientAddress(req);
-    const ban = this.#banFor(address, now);
+    return this.#counted(this.#judge(req, policy, normalizeHost(req.headers.host) as string, address, now, queryToken, room), req, address, now);
+  }
+
+  /**
+   * The one judgement every entry point shares, counting nothing: a ban, then
+   * the first valid credential, then the policy's right. A ban leaves its
+   * seconds in #bannedForS for the caller that answers with Retry-After.
+   */
+  #judge(req: RequestView, policy: Policy, host: string, address: string, now: number, queryToken: string | undefined, room: string | undefined): Grant | Reason {
+    const ban = this.#limiter.bannedFor(address, now);
     if (ban > 0) {
       this.#bannedForS = ban;
       return 'banned';
     }
-    const host = normalizeHost(req.headers.host) as string;
     const a = this.#authenticate(req, host, queryToken);
-    if (typeof a === 'string') {
-      this.#failed(a, address, now);
-      return a;
-    }
-    return this.#refusal(policy, a, host, req, room) ?? a;
+    if (typeof a === 'string') return a;
+    return this.#denied(policy, a, host, room) ?? a;
+  }
+
+  /** A judgement acted on: a refusal counted (metrics, and the fail limiter for guesses), a grant's user marked for the access log. */
+  #counted(d: Grant | Reason, req: RequestView, address: string, now: number): Grant | Reason {
+    if (typeof d === 'string') this.#failed(d, address, now);
+    else (req as RequestMarks)[kUser] = d.sub;
+    return d;
   }
 
   /** The first valid credential, or why there is none (the first refused one's reason, else no_token). */
@@ -218,20 +211,7 @@ export class AccessGate {
     refuse(req, res, reason);
   }
 
-  /** Seconds left of this address's ban (counted as a failure), else 0. */
-  #banFor(address: string, now: number): number {
-    const ban = this.#limiter.bannedFor(address, now);
-    if (ban > 0) this.onFailure?.('banned');
-    return ban;
-  }
 
-  /** Why a valid credential may not pass here (counted), or undefined: then the request carries its user for the access log. */
-  #refusal(policy: Policy, a: Grant, host: string, req: RequestView, room?: string): Reason | undefined {
-    const denied = this.#denied(policy, a, host, room);
-    if (denied !== undefined) this.onFailure?.(denied);
-    else (req as RequestMarks)[kUser] = a.sub;
-    return denied;
-  }
 
   #failed(reason: Reason, address: string, now: number): void {
     this.onFailure?.(reason);
