@@ -51,6 +51,7 @@ interface SeenHead {
   readonly raw: readonly string[];
 }
 
+const BIG = Buffer.alloc(20 * 1024, 0x62);
 const seen: SeenHead[] = [];
 let upstreamClientErrors = 0;
 const upSockets = new Set<Socket>();
@@ -112,6 +113,11 @@ const upServer = http.createServer((req, res) => {
       res.setHeader('Content-Type', 'text/plain');
       res.setHeader('Content-Length', '7');
       return void res.end('cookies');
+    }
+    case '/big': {
+      // Over the client socket's 16 KiB high-water mark, in one upstream write (and read).
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(BIG.length) });
+      return void res.end(BIG);
     }
     case '/hang':
       return; // never answered (the location's timeout_ms is HANG_TIMEOUT_MS)
@@ -774,6 +780,24 @@ t.test('3. connection behaviour', async (t) => {
     t.equal(fast.lane.count - before.lane, 1, 'the first served by the lane');
     t.equal(fast.node.count - before.node, 1, 'the second, which came while the first was in flight, by node:http');
     t.notOk(r.closed, 'the connection stays open');
+  });
+
+  t.test('a response that fills the client buffer in its last read: the pooled upstream connection still answers the next request', async (t) => {
+    // The write of the 20 KiB response returns false, so the exchange pauses
+    // the upstream socket, and the response completes in that same read. The
+    // next request takes that connection from the pool (last in, first out).
+    const s = await connect(fast, ORG_HOST);
+    t.teardown(() => s.destroy());
+    const before = fast.lane.count;
+    for (let i = 0; i < 3; i++) {
+      const big = await talk(s, [req('/big')], { want: 1, timeoutMs: 3000 });
+      t.equal(statusOf(big.responses[0]), 200, `big ${i}: 200`);
+      t.ok(big.responses[0]?.endsWith(BIG.toString('latin1')), `big ${i}: the whole body`);
+      const next = await talk(s, [req(`/cl?after-big=${i}`)], { want: 1, timeoutMs: 3000 });
+      t.notOk(next.timedOut, `the request after big ${i} is answered`);
+      t.match(next.responses[0], /hello from the upstream/);
+    }
+    t.equal(fast.lane.count - before, 6, 'all six served by the lane');
   });
 
   t.test('a client that closes mid-response does not break the next connection', async (t) => {

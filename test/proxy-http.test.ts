@@ -186,6 +186,32 @@ t.test('keep-alive: connections to the upstream are reused, at most pool_connect
   t.ok(up.stats.accepted <= CFG.pool_connections, `100 concurrent requests used ${up.stats.accepted} connections`);
 });
 
+t.test('a response that ends in the read that filled the client buffer leaves its pooled connection reading', async (t) => {
+  // 20 KiB in one upstream read: the client write of it returns false (over the
+  // 16 KiB high-water mark), so the exchange pauses the upstream socket, and the
+  // response completes in that same read. The connection goes back to the pool;
+  // the next request takes it (last in, first out) and must be answered.
+  const big = Buffer.alloc(20 * 1024, 0x61);
+  const up = await upstream(t, (req, res) => {
+    if (req.url === '/big') {
+      res.writeHead(200, { 'content-length': String(big.length) });
+      return void res.end(big);
+    }
+    res.end('small');
+  });
+  const group = new UpstreamGroup([up.target], CFG);
+  const port = await front(t, forwarder(t), () => group, 1500);
+  for (let i = 0; i < 3; i++) {
+    const r = await request(port, { path: '/big' });
+    t.equal(r.status, 200);
+    t.equal(r.body.length, big.length, `big response ${i} whole`);
+    const s = await request(port, { path: '/small', headers: { accept: 'application/json' } });
+    t.equal(s.status, 200, `the request after big response ${i} is answered on the reused connection`);
+    t.equal(s.body.toString(), 'small');
+  }
+  t.equal(up.stats.accepted, 1, 'all six requests on one upstream connection');
+});
+
 t.test('upstream down: 502, JSON or HTML by Accept, no internal address', async (t) => {
   const dead = await deadPort();
   const group = new UpstreamGroup([target(dead)], CFG);

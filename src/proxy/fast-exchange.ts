@@ -78,6 +78,8 @@ export class FastExchange extends PooledExchange {
   private status = 499;
   private keep = true;
   private done = false;
+  /** onClientDrain is on the client socket, which outlives this exchange. */
+  private drainWait = false;
 
   constructor(
     fwd: LeanForwarder,
@@ -147,11 +149,15 @@ export class FastExchange extends PooledExchange {
     }
     if (!ok) {
       this.conn?.socket.pause();
-      sock.once('drain', onClientDrain);
+      if (!this.drainWait) {
+        this.drainWait = true;
+        sock.once('drain', onClientDrain);
+      }
     }
   }
 
   clientDrained(): void {
+    this.drainWait = false;
     if (!this.done) this.conn?.socket.resume();
   }
 
@@ -235,6 +241,11 @@ export class FastExchange extends PooledExchange {
     this.done = true;
     this.waiting = false;
     (this.client.socket as ClientSocket)[kFast] = undefined;
+    if (this.drainWait) {
+      // Left on the socket, it would resume the next exchange's upstream connection at this one's drain.
+      this.drainWait = false;
+      this.client.socket.removeListener('drain', onClientDrain);
+    }
     this.fwd.unlink(this);
     if (this.observed !== undefined) this.observer?.fastEnded(this.observed, this.status, code, aborted);
     this.client.exchangeEnded(this.keep && !aborted);

@@ -120,6 +120,12 @@ export class UpstreamConn {
   release(requestSent: boolean): void {
     this.user = null;
     this.reused = true;
+    // An exchange pauses its socket while the client cannot take more, and a
+    // response can end in the very read that paused it (the last bytes fill
+    // the client's buffer, or the client has just left). A pooled connection
+    // must read: paused, the next response on it would never be seen and its
+    // exchange would hang until the gateway timeout.
+    if (this.socket.isPaused()) this.socket.resume();
     if (this.keepAlive && requestSent && !this.dead) this.pool.release(this);
     else this.socket.destroy();
   }
