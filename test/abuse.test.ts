@@ -113,6 +113,46 @@ t.test('slowloris: dribbled heads and handshakes are cut off within the header t
   t.equal(upstreamSaw() - before, 0, 'the upstream saw none of it');
 });
 
+t.test('a connection that never sends a request is closed after the header timeout: fast lane off, and the plain-HTTP listener', async (t) => {
+  // The fast lane's sweep closes these on the HTTPS listener when it runs;
+  // without it (and always on the plain-HTTP listener) node:http's own
+  // headers timeout must, counted from the connection (it answers 408 first).
+  const off = await startTestAppliance(t, { limits: { header_timeout_ms: HEADER_TIMEOUT_MS }, proxy: { fast_lane: false } });
+  const offPut = await admin(off, 'PUT', `/v1/hosts/${ORG_HOST}`, { host: ORG_HOST, access: 'public', locations: [{ path: '/', upstream: up.url }] });
+  t.equal(offPut.status, 201);
+  const offTarget: RawTarget = { port: off.httpsPort, context: clientContext(off.caPem), servername: ORG_HOST };
+
+  const silent = async (s: net.Socket): Promise<{ closed: boolean; ms: number }> => {
+    const r = await closedWithin(s, 10_000);
+    s.destroy();
+    return r;
+  };
+  // One that asks promptly and then idles on keep-alive (65 s): the watch must leave it alone.
+  const answered = async (): Promise<{ status: number | undefined; openAfter: boolean }> => {
+    const s = await connectTls(offTarget);
+    const reply = readResponse(s);
+    s.write(`GET /kept HTTP/1.1\r\nHost: ${ORG_HOST}\r\n\r\n`);
+    const r = await reply;
+    await sleep(HEADER_TIMEOUT_MS * 2.5);
+    const openAfter = !s.destroyed;
+    s.destroy();
+    return { status: r.status, openAfter };
+  };
+  const [tlsOff, plainOn, plainOff, kept] = await Promise.all([
+    connectTls(offTarget).then(silent),
+    connectTcp(ta.httpPort).then(silent),
+    connectTcp(off.httpPort).then(silent),
+    answered(),
+  ]);
+  t.comment(`silent connections closed after: TLS with fast_lane false ${tlsOff.ms} ms, plain HTTP ${plainOn.ms} ms and ${plainOff.ms} ms (header_timeout_ms ${HEADER_TIMEOUT_MS})`);
+  for (const [name, r] of [['TLS, fast_lane false', tlsOff], ['plain HTTP (lane on)', plainOn], ['plain HTTP (lane off)', plainOff]] as const) {
+    t.ok(r.closed && r.ms < 3000, `${name}: closed within 3 s (${r.ms} ms)`);
+    t.ok(r.ms >= HEADER_TIMEOUT_MS - 50, `${name}: not before the header timeout (${r.ms} ms)`);
+  }
+  t.equal(kept.status, 200, 'a prompt request is answered');
+  t.ok(kept.openAfter, 'and its connection stays open past the header timeout (keep-alive)');
+});
+
 t.test(`a request head over max_header_bytes (${MAX_HEADER_BYTES}) gets 431`, async (t) => {
   const before = upstreamSaw();
   const big = await rawExchange(target, `GET /big HTTP/1.1\r\nHost: ${ORG_HOST}\r\nX-Big: ${'b'.repeat(9000)}\r\n\r\n`);

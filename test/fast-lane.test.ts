@@ -830,6 +830,8 @@ t.test('3. connection behaviour', async (t) => {
     const one = async (delay: number): Promise<number> => {
       await sleep(delay);
       const s = await connect(e, ORG_HOST);
+      // Read what comes: node:http answers 408 before it closes, and a paused socket would never see the close.
+      s.on('data', () => undefined);
       let start = Date.now();
       if (sendRequest) {
         const r = await talk(s, [req('/cl?idle=1')], { want: 1 });
@@ -864,10 +866,11 @@ t.test('3. connection behaviour', async (t) => {
 
   t.test(`a silent TLS connection is closed after header_timeout_ms (${HEADER_TIMEOUT_MS}), not before`, async (t) => {
     const [f, p] = await Promise.all([closeTimes(fast, false, 2500), closeTimes(plain, false, 2500)]);
-    t.comment(`silent connections closed after ${f.ms.join(', ')} ms on the fast lane; on node:http after ${p.ms.join(', ')} ms (-1: still open at 2500 ms) (header_timeout_ms ${HEADER_TIMEOUT_MS})`);
+    t.comment(`silent connections closed after ${f.ms.join(', ')} ms on the fast lane; on node:http after ${p.ms.join(', ')} ms (header_timeout_ms ${HEADER_TIMEOUT_MS})`);
     t.ok(f.ms.every((ms) => ms >= 0), 'fast lane: every silent connection closed');
+    t.ok(p.ms.every((ms) => ms >= 0), 'node:http: every silent connection closed');
     t.ok(f.ms.every((ms) => ms >= HEADER_TIMEOUT_MS - 50), `fast lane: none before header_timeout_ms (${f.ms.join(', ')} ms)`);
-    t.ok(p.ms.every((ms) => ms === -1 || ms >= HEADER_TIMEOUT_MS - 50), `node:http: none before header_timeout_ms (${p.ms.join(', ')} ms)`);
+    t.ok(p.ms.every((ms) => ms >= HEADER_TIMEOUT_MS - 50), `node:http: none before header_timeout_ms (${p.ms.join(', ')} ms)`);
   });
 
   t.test('drain: an idle lane connection closes promptly, a request in flight completes with Connection: close', async (t) => {
