@@ -12,6 +12,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ErrorCode } from '../errors.js';
+import { corkTillBatchEnd } from './batch-cork.js';
 import type { RequestView } from '../http1/request-view.js';
 import type { ObservedRequest, RequestObserver } from '../observe/types.js';
 import { classifyUpstreamError, errorAnswer } from './failure.js';
@@ -97,6 +98,7 @@ export class FastExchange extends PooledExchange {
   }
 
   connected(conn: UpstreamConn): void {
+    corkTillBatchEnd(conn.socket);
     conn.socket.write(this.requestHead, 'latin1');
   }
 
@@ -136,6 +138,7 @@ export class FastExchange extends PooledExchange {
     if (this.done) return;
     this.deadline = this.fwd.clock.now + this.fr.timeoutMs;
     const sock = this.client.socket;
+    corkTillBatchEnd(sock);
     let ok: boolean;
     const head = this.pendingHead;
     if (head !== null) {
@@ -169,6 +172,7 @@ export class FastExchange extends PooledExchange {
       return;
     }
     const sock = this.client.socket;
+    corkTillBatchEnd(sock);
     const head = this.pendingHead;
     if (head !== null) {
       this.pendingHead = null;
