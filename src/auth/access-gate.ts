@@ -63,7 +63,7 @@ export class AccessGate {
   /** One Grant per verified claims object: the verifier's cache hands back the same claims, so a hit allocates nothing. */
   readonly #bearerGrants = new WeakMap<UserClaims, Grant>();
   readonly #queryGrants = new WeakMap<UserClaims, Grant>();
-  /** Set by #decide when it answers 'banned' and read right after by its caller (same tick). */
+  /** Set by #judge when it answers 'banned' and read right after by its caller (same tick), for Retry-After. */
   #bannedForS = 0;
 
   constructor(cfg: Config, verifier: TokenVerifier, sessions: SessionCookies, limiter: FailLimiter, now: () => number = Date.now) {
@@ -210,8 +210,6 @@ export class AccessGate {
     this.#failed(reason, address, now);
     refuse(req, res, reason);
   }
-
-
 
   #failed(reason: Reason, address: string, now: number): void {
     this.onFailure?.(reason);
