@@ -128,10 +128,11 @@ export class DataPlane {
     if (this.draining) return undefined;
     const r = this.route(req);
     if (typeof r === 'string' || r.location.kind !== 'proxy' || ownQuery(req.url as string) !== undefined) return undefined;
+    // An https upstream goes to node:http before the access check, not after it (which would judge it twice).
+    if (!this.groupOf(r.location).plain) return undefined;
     const grant = this.gate.grantAsIs(req, r);
     if (grant === undefined) return undefined;
-    const fr = this.forwardRequest(req, r.location, grant, r.host.entry.source === 'static');
-    return fr.group.plain ? { match: r, fr } : undefined;
+    return { match: r, fr: this.forwardRequest(req, r.location, grant, r.host.entry.source === 'static') };
   }
 
   /** The route for a request, or the error code that answers it. */
@@ -161,8 +162,13 @@ export class DataPlane {
   }
 
   /** `trusted`: a routes/ entry, whose upstream names skip the connect-time SSRF guard. */
+  /** The location's upstream group, built at its first request and kept on the compiled location. */
+  private groupOf(loc: CompiledLocation): UpstreamGroup {
+    return (loc.runtime ??= new UpstreamGroup(loc.upstreams, this.proxyCfg)) as UpstreamGroup;
+  }
+
   private forwardRequest(req: RequestView, loc: CompiledLocation, grant: Grant, trusted: boolean): ForwardRequest {
-    const group = (loc.runtime ??= new UpstreamGroup(loc.upstreams, this.proxyCfg)) as UpstreamGroup;
+    const group = this.groupOf(loc);
     const url = req.url as string;
     let path = loc.stripPrefix ? stripLocationPrefix(loc, url) : url;
     // An upstream URL with a path (`http://10.0.0.5:8080/app`) is a prefix for
