@@ -172,14 +172,15 @@ export class FastExchange extends PooledExchange {
       return;
     }
     const sock = this.client.socket;
-    corkTillBatchEnd(sock);
     const head = this.pendingHead;
     if (head !== null) {
       this.pendingHead = null;
+      corkTillBatchEnd(sock);
       // No body and no length from the upstream: the framing was chosen at the head (chunked), as
       // ServerResponse does once writeHead() ran, so the body is the last chunk alone.
       sock.write(packet(this.chunked ? head + 'Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n' : head + CRLF, undefined, false));
     } else if (this.chunked) {
+      corkTillBatchEnd(sock);
       sock.write(LAST_CHUNK);
     }
     if (conn !== null) conn.release(true);
