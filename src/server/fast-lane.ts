@@ -26,6 +26,7 @@ import type { LeanForwarder } from '../proxy/lean-forwarder.js';
 import { METHODS, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, newRequestParser, type ResponseParser } from '../proxy/llhttp.js';
 import type { DataPlane } from './data-plane.js';
 import { requestView } from './fast-view.js';
+import { isShared, pushCopy, readInto } from './tls-read-buffer.js';
 
 const kLane = Symbol('edgeway.fastLane');
 type LaneSocket = TLSSocket & { [kLane]?: LaneConn };
@@ -39,6 +40,17 @@ const MIN_HEAD = 27;
 function onData(this: LaneSocket, chunk: Buffer): void {
   const c = this[kLane];
   if (c !== undefined) c.data(chunk);
+}
+/** Reads into the shared buffer (tls-read-buffer.ts); once node:http's, copied and pushed as 'data' would be. */
+function onRead(this: LaneSocket, nread: number, buf: Buffer): boolean {
+  const c = this[kLane];
+  if (c === undefined) return pushCopy.call(this, nread, buf);
+  c.data(buf.subarray(0, nread));
+  return true;
+}
+/** `chunk`, safe to keep past this read. */
+function kept(chunk: Buffer): Buffer {
+  return isShared(chunk) ? Buffer.from(chunk) : chunk;
 }
 function onClose(this: LaneSocket): void {
   const c = this[kLane];
@@ -106,7 +118,7 @@ class LaneConn implements FastClient {
     p[kOnMessageComplete] = onMessageComplete;
     this.parser = p;
     socket[kLane] = this;
-    socket.on('data', onData);
+    if (!readInto(socket, onRead)) socket.on('data', onData);
     socket.on('close', onClose);
     socket.on('error', onError);
   }
@@ -121,7 +133,7 @@ class LaneConn implements FastClient {
 
   data(chunk: Buffer): void {
     if (this.exchange === null) return this.serve(chunk);
-    this.stash = this.stash === null ? chunk : Buffer.concat([this.stash, chunk]);
+    this.stash = this.stash === null ? kept(chunk) : Buffer.concat([this.stash, chunk]);
     // Do not read on while the response is pending: node:http gets the rest.
     this.socket.pause();
   }
@@ -135,13 +147,13 @@ class LaneConn implements FastClient {
       (chunk[0] !== 0x47 /* G */ && chunk[0] !== 0x48) /* H */ ||
       chunk.indexOf(HEAD_END) !== n - 4
     ) {
-      return this.handOver(chunk);
+      return this.handOver(kept(chunk));
     }
     const r = this.parse(chunk);
-    if (r !== n || !this.ok || !this.complete || (this.method !== 'GET' && this.method !== 'HEAD')) return this.handOver(chunk);
+    if (r !== n || !this.ok || !this.complete || (this.method !== 'GET' && this.method !== 'HEAD')) return this.handOver(kept(chunk));
     const view = requestView(this.method, this.url, this.fields as string[], this.socket);
     const plan = view === undefined ? undefined : this.lane.plane.plainForward(view);
-    if (plan === undefined) return this.handOver(chunk);
+    if (plan === undefined) return this.handOver(kept(chunk));
     const obs = this.lane.plane.observer;
     const observed = obs?.fastRequest(view as RequestView, this.socket, plan.match.host, plan.match.location);
     this.idleSince = 0;
@@ -173,7 +185,7 @@ class LaneConn implements FastClient {
     }
   }
 
-  /** From here on the connection is node:http's; `chunk` is what it has not seen yet. */
+  /** From here on the connection is node:http's; `chunk` (a copy, never the shared read buffer) is what it has not seen yet. */
   handOver(chunk: Buffer | null): void {
     const s = this.socket;
     this.lane.conns.delete(this);
