@@ -17,7 +17,7 @@ import type { RequestView } from '../http1/request-view.js';
 import type { ObservedRequest, RequestObserver } from '../observe/types.js';
 import { classifyUpstreamError, errorAnswer } from './failure.js';
 import type { ForwardRequest } from './forwarder.js';
-import { responseHeaders, upstreamHeaders } from './headers.js';
+import { isNamed, responseHeadersInPlace, upstreamHeaders } from './headers.js';
 import type { LeanForwarder } from './lean-forwarder.js';
 import type { UpstreamConn } from './lean-pool.js';
 import { CLOSED_EARLY, CONNECT_TIMEOUT, PooledExchange, nextAttempt, requestHead } from './pooled-exchange.js';
@@ -112,7 +112,7 @@ export class FastExchange extends PooledExchange {
     this.fr.group.reportSuccess(this.target);
     this.deadline = this.fwd.clock.now + this.fr.timeoutMs;
     const bodyless = this.isHead || status === 204 || status === 304;
-    this.pendingHead = this.headText(status, reason, responseHeaders(headers), bodyless);
+    this.pendingHead = this.headText(status, reason, responseHeadersInPlace(headers), bodyless);
     return this.isHead;
   }
 
@@ -124,8 +124,8 @@ export class FastExchange extends PooledExchange {
     for (let i = 0; i < h.length; i += 2) {
       const name = h[i] as string;
       // Values came through llhttp (strict): no CR, LF or NUL can be in them.
-      if (name.length === 14 && name.toLowerCase() === 'content-length') hasLength = true;
-      else if (name.length === 4 && name.toLowerCase() === 'date') hasDate = true;
+      if (isNamed(name, 'content-length')) hasLength = true;
+      else if (isNamed(name, 'date')) hasDate = true;
       s += name + ': ' + h[i + 1] + CRLF;
     }
     if (!hasDate) s += 'Date: ' + httpDate(Date.now()) + CRLF;

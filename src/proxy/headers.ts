@@ -173,35 +173,56 @@ function connectionTokens(raw: readonly string[]): Set<string> | null {
 }
 
 /**
- * One pass: copies the pairs of `raw` whose names are not in `drop` to `out`,
+ * Name lengths worth lower-casing for: those of `names` and of `extra`. Most
+ * fields (Server, Date, Content-Type, User-Agent…) have none of these lengths
+ * and are kept without allocating a lower-case copy of their name (issue 4:
+ * a copy per field per request was a measurable share of the young-generation
+ * garbage).
+ */
+function lengthsOf(names: ReadonlySet<string>, extra: readonly string[]): Uint8Array {
+  const t = new Uint8Array(64);
+  for (const n of [...names, ...extra]) t[n.length] = 1;
+  return t;
+}
+const REQUEST_LENGTHS = lengthsOf(REQUEST_DROP, ['host', 'cookie', 'authorization']);
+const RESPONSE_LENGTHS = lengthsOf(HOP_BY_HOP, []);
+
+/**
+ * One pass: writes the pairs of `raw` whose names are not in `drop` to `out`
+ * (which may be `raw` itself: pairs only ever move towards the front),
  * noting what Connection names on the way. Only when it named a custom field
  * (rare: browsers send `keep-alive` or `Upgrade`) does a second pass compact.
  */
-function filter(raw: readonly (string | Buffer)[], drop: ReadonlySet<string>, out: string[], own: Own): string[] {
+function filter(raw: readonly (string | Buffer)[], drop: ReadonlySet<string>, lengths: Uint8Array, out: string[], own: Own): string[] {
   let named: Set<string> | null = null;
+  let w = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i] as string | Buffer;
     const name = typeof n === 'string' ? n : n.toString('latin1');
     const v = raw[i + 1] as string | Buffer;
     let value = typeof v === 'string' ? v : v.toString('latin1');
-    const lower = name.toLowerCase();
-    if (lower === 'host') hostFields++;
-    if (drop.has(lower)) {
-      if (lower === 'connection') named = addConnectionTokens(value, named);
-      continue;
-    }
-    if (own !== Own.None) {
-      if (lower === 'cookie') {
-        value = withoutOwnCookies(value);
-        if (value === '') continue;
-      } else if (own === Own.CookiesAndAuthorization && lower === 'authorization') {
+    if (name.length < 64 && lengths[name.length] === 1) {
+      const lower = name.toLowerCase();
+      if (lower === 'host') hostFields++;
+      if (drop.has(lower)) {
+        if (lower === 'connection') named = addConnectionTokens(value, named);
         continue;
       }
+      if (own !== Own.None) {
+        if (lower === 'cookie') {
+          value = withoutOwnCookies(value);
+          if (value === '') continue;
+        } else if (own === Own.CookiesAndAuthorization && lower === 'authorization') {
+          continue;
+        }
+      }
     }
-    out.push(name, value);
+    out[w++] = name;
+    out[w++] = value;
   }
+  out.length = w;
   if (named === null) return out;
-  let w = 0;
+  w = 0;
   for (let i = 0; i < out.length; i += 2) {
     const name = out[i] as string;
     if (named.has(name.toLowerCase())) continue;
@@ -236,7 +257,7 @@ export function upstreamHeaders(req: RequestView, fr: ForwardRequest): string[] 
   if (te !== undefined && te !== 'chunked' && te.toLowerCase() !== 'chunked') throw BAD_FRAMING;
   const own = fr.keepCredentials === true ? Own.None : fr.dropAuthorization === true ? Own.CookiesAndAuthorization : Own.Cookies;
   hostFields = 0;
-  const out = filter(req.rawHeaders, REQUEST_DROP, [], own);
+  const out = filter(req.rawHeaders, REQUEST_DROP, REQUEST_LENGTHS, [], own);
   if (hostFields > 1) throw BAD_FRAMING;
   out.push('x-forwarded-for', fr.clientIp, 'x-forwarded-proto', fr.proto, 'x-forwarded-host', fr.host);
   return out;
@@ -248,7 +269,25 @@ export function upstreamHeaders(req: RequestView, fr: ForwardRequest): string[] 
  * other repeated field stay separate entries.
  */
 export function responseHeaders(raw: readonly (Buffer | string)[]): string[] {
-  return filter(raw, HOP_BY_HOP, [], Own.None);
+  return filter(raw, HOP_BY_HOP, RESPONSE_LENGTHS, [], Own.None);
+}
+
+/** responseHeaders() in place, for a field list nobody else reads (llhttp's, on the lean paths). */
+export function responseHeadersInPlace(fields: string[]): string[] {
+  return filter(fields, HOP_BY_HOP, RESPONSE_LENGTHS, fields, Own.None);
+}
+
+/**
+ * `name` equals `lower` (lower-case letters and '-') ignoring ASCII case,
+ * without allocating a lower-case copy. Exact for such targets: setting bit
+ * 0x20 maps only A-Z onto a-z there, and '\r' (0x0D) onto '-' (0x2D), which
+ * llhttp never lets into a field name.
+ */
+export function isNamed(name: string, lower: string): boolean {
+  const n = lower.length;
+  if (name.length !== n) return false;
+  for (let i = 0; i < n; i++) if ((name.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
 }
 
 /**

@@ -16,7 +16,7 @@ import type { ProxyConfig } from '../config/types.js';
 import type { UpstreamTarget } from '../routes/types.js';
 import type { Forwarder, ForwardRequest, UpstreamTlsOptions } from './forwarder.js';
 import { classifyUpstreamError, sendError } from './failure.js';
-import { responseHeaders, upstreamHeaders } from './headers.js';
+import { responseHeadersInPlace, upstreamHeaders } from './headers.js';
 import { LeanPool, type UpstreamConn } from './lean-pool.js';
 import { PooledExchange, nextAttempt, requestHead, type Swept, CLOSED_EARLY, CONNECT_TIMEOUT } from './pooled-exchange.js';
 import { UndiciForwarder } from './undici-forwarder.js';
@@ -138,7 +138,7 @@ class Exchange extends PooledExchange {
     this.fr.group.reportSuccess(this.target);
     this.deadline = this.fwd.clock.now + this.fr.timeoutMs;
     try {
-      this.res.writeHead(status, reason === '' ? undefined : reason, responseHeaders(headers));
+      this.res.writeHead(status, reason === '' ? undefined : reason, responseHeadersInPlace(headers));
     } catch {
       // A field value Node refuses to send (invalid characters): not HTTP we can relay.
       this.fail('UPSTREAM_BAD_RESPONSE');

@@ -14,6 +14,7 @@
 
 import { connect, type LookupFunction, type Socket } from 'node:net';
 import type { UpstreamTarget } from '../routes/types.js';
+import { isNamed } from './headers.js';
 import {
   kOnBody,
   kOnHeaders,
@@ -263,7 +264,7 @@ let lastHintMs = IDLE_MS;
 function keepAliveHint(headers: readonly string[]): number {
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i] as string;
-    if (name.length !== 10 || name.toLowerCase() !== 'keep-alive') continue;
+    if (!isNamed(name, 'keep-alive')) continue;
     const value = headers[i + 1] as string;
     if (value === lastHint) return lastHintMs;
     const m = TIMEOUT_PARAM.exec(value);

@@ -7,6 +7,7 @@
 
 import type { TLSSocket } from 'node:tls';
 import type { RequestHeadersView, RequestView } from '../http1/request-view.js';
+import { isNamed } from '../proxy/headers.js';
 
 class Headers implements RequestHeadersView {
   host: string | undefined = undefined;
@@ -30,37 +31,35 @@ export function requestView(method: string, url: string, fields: readonly string
   for (let i = 0; i < fields.length; i += 2) {
     const name = fields[i] as string;
     const value = fields[i + 1] as string;
-    // Lengths first: most fields are none of these and cost one comparison.
+    // Lengths first: most fields are none of these and cost one comparison; no lower-case copies.
     switch (name.length) {
       case 4:
-        if (name.toLowerCase() !== 'host') break;
+        if (!isNamed(name, 'host')) break;
         if (h.host !== undefined) return undefined;
         h.host = value;
         break;
-      case 6: {
-        const lower = name.toLowerCase();
-        if (lower === 'cookie') {
+      case 6:
+        if (isNamed(name, 'cookie')) {
           if (h.cookie !== undefined) return undefined;
           h.cookie = value;
-        } else if (lower === 'accept') {
+        } else if (isNamed(name, 'accept')) {
           if (h.accept !== undefined) return undefined;
           h.accept = value;
-        } else if (lower === 'expect') return undefined;
+        } else if (isNamed(name, 'expect')) return undefined;
         break;
-      }
       case 7:
-        if (name.toLowerCase() === 'upgrade') return undefined;
+        if (isNamed(name, 'upgrade')) return undefined;
         break;
       case 13:
-        if (name.toLowerCase() !== 'authorization') break;
+        if (!isNamed(name, 'authorization')) break;
         if (h.authorization !== undefined) return undefined;
         h.authorization = value;
         break;
       case 14:
-        if (name.toLowerCase() === 'content-length') return undefined;
+        if (isNamed(name, 'content-length')) return undefined;
         break;
       case 17:
-        if (name.toLowerCase() === 'transfer-encoding') return undefined;
+        if (isNamed(name, 'transfer-encoding')) return undefined;
         break;
     }
   }
