@@ -8,6 +8,7 @@ import { LeanForwarder } from '../src/proxy/lean-forwarder.js';
 import type { Forwarder } from '../src/proxy/forwarder.js';
 import { UpstreamGroup } from '../src/proxy/upstream-group.js';
 import { classifyUpstreamError } from '../src/proxy/failure.js';
+import { isNamed, responseHeaders, responseHeadersInPlace } from '../src/proxy/headers.js';
 import {
   CFG,
   MiB,
@@ -173,6 +174,19 @@ t.test('hop-by-hop fields stop at the proxy in both directions', async (t) => {
   t.equal(r.headers['keep-alive'], undefined, "the upstream's Keep-Alive is not relayed");
   t.same(r.headers.connection, ['close'], "only the front server's own Connection field");
   t.same(r.headers['set-cookie'], ['a=1; Path=/', 'b=2; HttpOnly', 'c=3'], 'every Set-Cookie kept, in order');
+});
+
+t.test('header names: compared ignoring ASCII case without copies; the in-place response filter matches the copying one', async (t) => {
+  for (const n of ['Content-Length', 'content-length', 'CONTENT-LENGTH', 'cOnTeNt-LeNgTh']) t.ok(isNamed(n, 'content-length'), n);
+  for (const n of ['Content-Lengthx', 'Content_Length', 'Content-Lengt', 'Kontent-Length', '']) t.notOk(isNamed(n, 'content-length'), JSON.stringify(n));
+  // Lengths that share no name the filter acts on are kept as they are; the rest are judged in any case.
+  const fields = ['Server', 'x', 'CONNECTION', 'X-A, keep-alive', 'x-a', '1', 'Keep-Alive', 'timeout=5', 'ETag', '"e"', 'TE', 'trailers', 'Set-Cookie', 'a=1', 'Trailer', 'X-T', 'Set-Cookie', 'b=2'];
+  const copied = responseHeaders(fields);
+  const kept = ['Server', 'x', 'ETag', '"e"', 'Set-Cookie', 'a=1', 'Set-Cookie', 'b=2'];
+  t.same(copied, kept, 'hop-by-hop fields and those Connection names are dropped, repeats kept in order');
+  const same = fields.slice();
+  t.equal(responseHeadersInPlace(same), same, 'in place: the same array');
+  t.same(same, kept, 'in place: the same result');
 });
 
 t.test('keep-alive: connections to the upstream are reused, at most pool_connections', async (t) => {
