@@ -26,7 +26,7 @@ import type { LeanForwarder } from '../proxy/lean-forwarder.js';
 import { METHODS, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, newRequestParser, type ResponseParser } from '../proxy/llhttp.js';
 import type { DataPlane } from './data-plane.js';
 import { requestView } from './fast-view.js';
-import { isShared, pushCopy, readInto } from './tls-read-buffer.js';
+import { copyOut, isShared, pushCopy, readInto } from './tls-read-buffer.js';
 
 const kLane = Symbol('edgeway.fastLane');
 type LaneSocket = TLSSocket & { [kLane]?: LaneConn };
@@ -50,7 +50,7 @@ function onRead(this: LaneSocket, nread: number, buf: Buffer): boolean {
 }
 /** `chunk`, safe to keep past this read. */
 function kept(chunk: Buffer): Buffer {
-  return isShared(chunk) ? Buffer.from(chunk) : chunk;
+  return isShared(chunk) ? copyOut(chunk, 0, chunk.length) : chunk;
 }
 function onClose(this: LaneSocket): void {
   const c = this[kLane];
@@ -118,7 +118,7 @@ class LaneConn implements FastClient {
     p[kOnMessageComplete] = onMessageComplete;
     this.parser = p;
     socket[kLane] = this;
-    if (!readInto(socket, onRead)) socket.on('data', onData);
+    socket.on('data', onData);
     socket.on('close', onClose);
     socket.on('error', onError);
   }
@@ -157,7 +157,14 @@ class LaneConn implements FastClient {
     const obs = this.lane.plane.observer;
     const observed = obs?.fastRequest(view as RequestView, this.socket, plan.match.host, plan.match.location);
     this.idleSince = 0;
-    this.served = true;
+    if (!this.served) {
+      this.served = true;
+      // The lane served this connection's first request: its next reads land in
+      // the shared buffer (tls-read-buffer.ts). Connections node:http takes at
+      // once (websocket upgrades, bodies) keep Node's own reads, and so their
+      // idle cost (issue 4 (e)).
+      if (readInto(this.socket, onRead)) this.socket.removeListener('data', onData);
+    }
     const ex = new FastExchange(this.lane.fwd, this, view as RequestView, plan.fr, obs, observed);
     this.exchange = ex;
     ex.start();

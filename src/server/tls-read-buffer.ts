@@ -73,7 +73,17 @@ export function readInto(socket: TLSSocket, onRead: ReadCallback): boolean {
  * websocket after its upgrade) see the bytes as before.
  */
 export function pushCopy(this: TLSSocket, nread: number, buf: Buffer): boolean {
-  const copy = Buffer.allocUnsafe(nread);
-  buf.copy(copy, 0, 0, nread);
-  return this.push(copy);
+  return this.push(copyOut(buf, 0, nread));
+}
+
+/**
+ * Bytes `start`..`end` of `buf` in memory of their own, as a default read
+ * would have allocated them: not a slice of Buffer's shared 8 KiB pool, which
+ * a kept slice (a websocket's last frame, an upgrade's head) would pin whole
+ * (issue 4 (e): idle websockets grew 0.6 KB each with pooled copies).
+ */
+export function copyOut(buf: Buffer, start: number, end: number): Buffer {
+  const copy = Buffer.allocUnsafeSlow(end - start);
+  buf.copy(copy, 0, start, end);
+  return copy;
 }
