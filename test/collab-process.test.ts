@@ -8,7 +8,7 @@ import t from 'tap';
 import { rm } from 'node:fs/promises';
 import * as Y from 'yjs';
 import { ORG, ORG_HOST, userToken, writeTestConfig } from './helpers/appliance.js';
-import { childrenOf, freePort, sleep, startEdgeway, type Running } from './helpers/process.js';
+import { childrenOf, freePorts, sleep, startEdgeway, type Running } from './helpers/process.js';
 import { client, finalClose, putCollabHost, synced, until } from './helpers/collab.js';
 
 async function kill9(r: Running): Promise<void> {
@@ -25,7 +25,7 @@ async function kill9(r: Running): Promise<void> {
 }
 
 t.test('workers: 2: stock clients through a worker; kill -9 during edits loses nothing a peer received', async (t) => {
-  const [httpsPort, adminPort] = [await freePort(), await freePort()];
+  const [httpsPort, adminPort] = (await freePorts(2)) as [number, number];
   const { file, dir } = await writeTestConfig({
     log: { level: 'info', access_log: false },
     workers: 2,

@@ -29,7 +29,7 @@ import type { CertBundle } from '../src/tls/cert-bundle.js';
 import { CertStore } from '../src/tls/cert-store.js';
 import { LocalCA } from '../src/tls/local-ca.js';
 import { admin, DOMAIN, echoUpstream, ORG, ORG2_HOST, ORG_HOST, portOf, startTestAppliance, UC_HOST, writeTestConfig } from './helpers/appliance.js';
-import { childrenOf, freePort, MAIN, sleep, startEdgeway, type Running } from './helpers/process.js';
+import { childrenOf, freePorts, MAIN, sleep, startEdgeway, type Running } from './helpers/process.js';
 
 const silent = createLogger('silent');
 const SECRET = 'persistence-test-secret-0123456789abcdef';
@@ -524,7 +524,7 @@ t.test('a restart with 100,000 entries: restoring them delays the first request 
   const state = bigState(up.url);
   const target = state[50_003]!.entry.host;
   const run = async (entries: StoredEntry[]): Promise<{ ms: number; cpu: number; restored: Record<string, unknown> | undefined; listeningMs: number; bytes: number }> => {
-    const [h, p, a] = [await freePort(), await freePort(), await freePort()];
+    const [h, p, a] = (await freePorts(3)) as [number, number, number];
     const listen = { https: `127.0.0.1:${h}`, http: `127.0.0.1:${p}`, admin: `127.0.0.1:${a}` };
     const { dir, file } = await writeTestConfig({ workers: 1, log: INFO, listen, auth: { jwt: { secret: SECRET } } });
     t.teardown(() => rm(dir, { recursive: true, force: true }));

@@ -234,6 +234,28 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * `n` distinct free TCP ports. Each is held bound until all are picked:
+ * freePort() called n times can hand back the same just-released port twice
+ * (seen once in CI: listen.admin equal to listen.https, refused by the config).
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  const held: net.Server[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const s = net.createServer();
+      held.push(s);
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject);
+        s.listen(0, '127.0.0.1', resolve);
+      });
+    }
+    return held.map((s) => (s.address() as net.AddressInfo).port);
+  } finally {
+    await Promise.all(held.map((s) => new Promise((r) => s.close(r))));
+  }
+}
+
 /** 'connected', or the error code of a TCP connect to 127.0.0.1:`port`. */
 export function tryConnect(port: number): Promise<string> {
   return new Promise((resolve) => {
