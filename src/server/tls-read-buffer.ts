@@ -1,4 +1,6 @@
-// Accepted TLS sockets read into one shared buffer (issue 4).
+// Accepted TLS sockets read into one shared buffer (issue 4); the fast lane
+// switches a connection over once it has served its first request
+// (fast-lane.ts), so connections node:http takes at once keep Node's reads.
 //
 // By default every read of a TLS socket allocates a fresh ArrayBuffer for
 // the decrypted bytes (a malloc'd backing store, freed again when the young
@@ -10,7 +12,7 @@
 // caller's buffer and hands it to a callback), which tls.connect passes on
 // but tls.Server's accepted sockets cannot take. The stream handle underneath
 // supports it all the same (`useUserBuffer`, the call `onread` makes); this
-// file makes that call and sets the two fields net.Socket's read callback
+// file makes that call and sets the three fields net.Socket's read callback
 // consults, found once by their symbols' descriptions.
 //
 // The bytes handed to `onRead` are valid only until it returns: the next read
