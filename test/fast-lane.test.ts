@@ -447,7 +447,7 @@ async function exchange(
   e: Edge,
   servername: string,
   steps: readonly (string | Buffer | number)[],
-  o: { isHead?: boolean; want?: number; localAddress?: string; timeoutMs?: number; waitClose?: boolean } = {},
+  o: { isHead?: boolean; want?: number; localAddress?: string; timeoutMs?: number; graceMs?: number; waitClose?: boolean } = {},
 ): Promise<Got> {
   const s = await connect(e, servername, o.localAddress);
   try {
@@ -648,6 +648,11 @@ t.test('2. differential against node:http: malformed and smuggling shapes, and a
   }
 
   const all = [...corpus, ...fuzz];
+  // How long a case waits, after its last write and its last whole response,
+  // for one more. 120 ms (talk's default) was once too short on a loaded
+  // machine: "GET then GET, one connection" saw the second response from one
+  // appliance only, with the upstream having received both requests.
+  const GRACE_MS = 500;
   // Each case comes from its own client address on each appliance, so the
   // upstream's X-Forwarded-For says which case (and which appliance) a request belongs to.
   const addr = (i: number, side: 0 | 1): string => `127.${10 + side}.${Math.floor(i / 250) + 1}.${(i % 250) + 1}`;
@@ -663,8 +668,8 @@ t.test('2. differential against node:http: malformed and smuggling shapes, and a
       // Same bytes, both appliances at once; a head that never completes ends with node:http's 408.
       try {
         const [f, p] = await Promise.all([
-          exchange(fast, H, c.steps, { isHead, localAddress: addr(i, 0), timeoutMs: 4000 }),
-          exchange(plain, H, c.steps, { isHead, localAddress: addr(i, 1), timeoutMs: 4000 }),
+          exchange(fast, H, c.steps, { isHead, localAddress: addr(i, 0), timeoutMs: 4000, graceMs: GRACE_MS }),
+          exchange(plain, H, c.steps, { isHead, localAddress: addr(i, 1), timeoutMs: 4000, graceMs: GRACE_MS }),
         ]);
         got[i] = { f, p };
       } catch (err) {
