@@ -161,12 +161,12 @@ export class DataPlane {
     return m;
   }
 
-  /** `trusted`: a routes/ entry, whose upstream names skip the connect-time SSRF guard. */
   /** The location's upstream group, built at its first request and kept on the compiled location. */
   private groupOf(loc: CompiledLocation): UpstreamGroup {
     return (loc.runtime ??= new UpstreamGroup(loc.upstreams, this.proxyCfg)) as UpstreamGroup;
   }
 
+  /** `trusted`: a routes/ entry, whose upstream names skip the connect-time SSRF guard. */
   private forwardRequest(req: RequestView, loc: CompiledLocation, grant: Grant, trusted: boolean): ForwardRequest {
     const group = this.groupOf(loc);
     const url = req.url as string;
