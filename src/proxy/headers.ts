@@ -173,27 +173,32 @@ function connectionTokens(raw: readonly string[]): Set<string> | null {
 }
 
 /**
- * Name lengths worth lower-casing for: those of `names` and of `extra`. Most
- * fields (Server, Date, Content-Type, User-Agent…) have none of these lengths
- * and are kept without allocating a lower-case copy of their name (issue 4:
- * a copy per field per request was a measurable share of the young-generation
- * garbage).
+ * What a filter() pass drops, and the name lengths worth lower-casing for:
+ * those of the dropped names and of `extra` (fields it treats specially).
+ * Most fields (Server, Date, Content-Type, User-Agent…) have none of these
+ * lengths and are kept without allocating a lower-case copy of their name
+ * (issue 4: a copy per field per request was a measurable share of the
+ * young-generation garbage).
  */
-function lengthsOf(names: ReadonlySet<string>, extra: readonly string[]): Uint8Array {
-  const t = new Uint8Array(64);
-  for (const n of [...names, ...extra]) t[n.length] = 1;
-  return t;
+interface FieldRule {
+  readonly drop: ReadonlySet<string>;
+  readonly lengths: Uint8Array;
 }
-const REQUEST_LENGTHS = lengthsOf(REQUEST_DROP, ['host', 'cookie', 'authorization']);
-const RESPONSE_LENGTHS = lengthsOf(HOP_BY_HOP, []);
+function rule(drop: ReadonlySet<string>, extra: readonly string[]): FieldRule {
+  const lengths = new Uint8Array(64);
+  for (const n of [...drop, ...extra]) lengths[n.length] = 1;
+  return { drop, lengths };
+}
+const REQUEST_RULE = rule(REQUEST_DROP, ['host', 'cookie', 'authorization']);
+const RESPONSE_RULE = rule(HOP_BY_HOP, []);
 
 /**
- * One pass: writes the pairs of `raw` whose names are not in `drop` to `out`
+ * One pass: writes the pairs of `raw` whose names `r` does not drop to `out`
  * (which may be `raw` itself: pairs only ever move towards the front),
  * noting what Connection names on the way. Only when it named a custom field
  * (rare: browsers send `keep-alive` or `Upgrade`) does a second pass compact.
  */
-function filter(raw: readonly (string | Buffer)[], drop: ReadonlySet<string>, lengths: Uint8Array, out: string[], own: Own): string[] {
+function filter(raw: readonly (string | Buffer)[], r: FieldRule, out: string[], own: Own): string[] {
   let named: Set<string> | null = null;
   let w = 0;
   for (let i = 0; i < raw.length; i += 2) {
@@ -201,10 +206,10 @@ function filter(raw: readonly (string | Buffer)[], drop: ReadonlySet<string>, le
     const name = typeof n === 'string' ? n : n.toString('latin1');
     const v = raw[i + 1] as string | Buffer;
     let value = typeof v === 'string' ? v : v.toString('latin1');
-    if (name.length < 64 && lengths[name.length] === 1) {
+    if (name.length < 64 && r.lengths[name.length] === 1) {
       const lower = name.toLowerCase();
       if (lower === 'host') hostFields++;
-      if (drop.has(lower)) {
+      if (r.drop.has(lower)) {
         if (lower === 'connection') named = addConnectionTokens(value, named);
         continue;
       }
@@ -257,7 +262,7 @@ export function upstreamHeaders(req: RequestView, fr: ForwardRequest): string[] 
   if (te !== undefined && te !== 'chunked' && te.toLowerCase() !== 'chunked') throw BAD_FRAMING;
   const own = fr.keepCredentials === true ? Own.None : fr.dropAuthorization === true ? Own.CookiesAndAuthorization : Own.Cookies;
   hostFields = 0;
-  const out = filter(req.rawHeaders, REQUEST_DROP, REQUEST_LENGTHS, [], own);
+  const out = filter(req.rawHeaders, REQUEST_RULE, [], own);
   if (hostFields > 1) throw BAD_FRAMING;
   out.push('x-forwarded-for', fr.clientIp, 'x-forwarded-proto', fr.proto, 'x-forwarded-host', fr.host);
   return out;
@@ -269,12 +274,12 @@ export function upstreamHeaders(req: RequestView, fr: ForwardRequest): string[] 
  * other repeated field stay separate entries.
  */
 export function responseHeaders(raw: readonly (Buffer | string)[]): string[] {
-  return filter(raw, HOP_BY_HOP, RESPONSE_LENGTHS, [], Own.None);
+  return filter(raw, RESPONSE_RULE, [], Own.None);
 }
 
 /** responseHeaders() in place, for a field list nobody else reads (llhttp's, on the lean paths). */
 export function responseHeadersInPlace(fields: string[]): string[] {
-  return filter(fields, HOP_BY_HOP, RESPONSE_LENGTHS, fields, Own.None);
+  return filter(fields, RESPONSE_RULE, fields, Own.None);
 }
 
 /**

@@ -50,7 +50,7 @@ function onRead(this: LaneSocket, nread: number, buf: Buffer): boolean {
 }
 /** `chunk`, safe to keep past this read. */
 function kept(chunk: Buffer): Buffer {
-  return isShared(chunk) ? copyOut(chunk, 0, chunk.length) : chunk;
+  return isShared(chunk) ? copyOut(chunk, chunk.length) : chunk;
 }
 function onClose(this: LaneSocket): void {
   const c = this[kLane];

@@ -75,17 +75,20 @@ export function readInto(socket: TLSSocket, onRead: ReadCallback): boolean {
  * websocket after its upgrade) see the bytes as before.
  */
 export function pushCopy(this: TLSSocket, nread: number, buf: Buffer): boolean {
-  return this.push(copyOut(buf, 0, nread));
+  return this.push(copyOut(buf, nread));
 }
 
 /**
- * Bytes `start`..`end` of `buf` in memory of their own, as a default read
+ * The first `n` bytes of `buf` in memory of their own, as a default read
  * would have allocated them: not a slice of Buffer's shared 8 KiB pool, which
- * a kept slice (a websocket's last frame, an upgrade's head) would pin whole
- * (issue 4 (e): idle websockets grew 0.6 KB each with pooled copies).
+ * a kept slice (a websocket's last frame, an upgrade's head) would pin whole.
+ * A precaution for issue 4 (e): idle websockets grew from 34.5 to 35.1 KB
+ * when every connection read into the shared buffer with pooled copies; this
+ * and switching only lane-served connections (fast-lane.ts) came in one
+ * change (34.4 KB after), so their shares are not measured apart.
  */
-export function copyOut(buf: Buffer, start: number, end: number): Buffer {
-  const copy = Buffer.allocUnsafeSlow(end - start);
-  buf.copy(copy, 0, start, end);
+export function copyOut(buf: Buffer, n: number): Buffer {
+  const copy = Buffer.allocUnsafeSlow(n);
+  buf.copy(copy, 0, 0, n);
   return copy;
 }
