@@ -226,6 +226,69 @@ t.test('a response that ends in the read that filled the client buffer leaves it
   t.equal(up.stats.accepted, 1, 'all six requests on one upstream connection');
 });
 
+t.test('fixed-length bodies: split anywhere, empty, short then closed, followed by bytes nobody asked for', async (t) => {
+  // The lean pool reads Content-Length bodies itself, past llhttp
+  // (lean-pool.ts ownBody): every way the bytes can arrive must come out whole,
+  // and the parser must take the next response on the same connection.
+  const HEAD = (n: number): string => `HTTP/1.1 200 OK\r\nContent-Length: ${n}\r\n\r\n`;
+  const later = (s: net.Socket, ms: number, data: string, end = false): void =>
+    void setTimeout(() => (end ? s.end(data) : s.write(data)), ms);
+  const answers: Record<string, (s: net.Socket) => void> = {
+    '/split': (s) => {
+      s.write(HEAD(10));
+      later(s, 20, '01234');
+      later(s, 40, '5678');
+      later(s, 60, '9');
+    },
+    '/head-and-part': (s) => {
+      s.write(HEAD(6) + 'abc');
+      later(s, 20, 'def');
+    },
+    '/empty': (s) => s.write(HEAD(0)),
+    '/hello': (s) => s.write(HEAD(5) + 'hello'),
+    '/extra': (s) => s.write(HEAD(2) + 'okHTTP/1.1 200 OK\r\n'),
+    '/short': (s) => {
+      s.write(HEAD(10) + '0123');
+      later(s, 20, '', true);
+    },
+  };
+  let accepted = 0;
+  const raw = net.createServer((s) => {
+    accepted++;
+    let pending = '';
+    s.on('data', (d: Buffer) => {
+      pending += d.toString('latin1');
+      for (let i = pending.indexOf('\r\n\r\n'); i !== -1; i = pending.indexOf('\r\n\r\n')) {
+        const path = pending.slice(0, i).split(' ')[1] as string;
+        pending = pending.slice(i + 4);
+        answers[path]!(s);
+      }
+    });
+  });
+  const group = new UpstreamGroup([target(await listen(t, raw))], CFG);
+  const port = await front(t, forwarder(t), () => group);
+  const get = async (path: string): Promise<string> => {
+    const r = await request(port, { path });
+    t.equal(r.status, 200, `${path}: 200`);
+    t.equal(r.complete, true, `${path}: a clean end`);
+    return r.body.toString('latin1');
+  };
+  t.equal(await get('/split'), '0123456789', 'head, then the body in three reads (the last of one byte)');
+  t.equal(await get('/head-and-part'), 'abcdef', 'head with the first body bytes, then the rest');
+  t.equal(await get('/empty'), '', 'Content-Length: 0');
+  t.equal(await get('/hello'), 'hello', 'head and body in one read');
+  t.equal(accepted, 1, 'all four on one upstream connection: the parser took each next response');
+  t.equal(await get('/extra'), 'ok', 'the response before the stray bytes');
+  t.equal(await get('/hello'), 'hello', 'the next request is answered');
+  t.equal(accepted, 2, 'the connection that sent bytes after its response was not reused');
+  const short = await request(port, { path: '/short' });
+  t.equal(short.status, 200, '/short: head relayed');
+  t.equal(short.complete, false, '/short: closed before Content-Length bytes: not a clean end');
+  t.equal(short.body.toString('latin1'), '0123', '/short: the bytes that came');
+  t.equal(await get('/hello'), 'hello', 'and the pool recovers');
+  t.equal(accepted, 3);
+});
+
 t.test('upstream down: 502, JSON or HTML by Accept, no internal address', async (t) => {
   const dead = await deadPort();
   const group = new UpstreamGroup([target(dead)], CFG);

@@ -14,7 +14,6 @@
 
 import { connect, type LookupFunction, type Socket } from 'node:net';
 import type { UpstreamTarget } from '../routes/types.js';
-import { isNamed } from './headers.js';
 import {
   kOnBody,
   kOnHeaders,
@@ -23,6 +22,7 @@ import {
   newResponseParser,
   type ResponseParser,
 } from './llhttp.js';
+import { fixedBodyLength, IDLE_MS, keepAliveHint } from './response-framing.js';
 
 /** What a connection reports to the exchange it carries (lean-forwarder.ts). */
 export interface ConnUser {
@@ -38,12 +38,6 @@ export interface ConnUser {
   /** The socket can take more of the request body. */
   drained(): void;
 }
-
-/** Default idle lifetime when the upstream gives no Keep-Alive hint (undici's keepAliveTimeout). */
-const IDLE_MS = 4_000;
-/** Subtracted from the upstream's hint, so we never send on a socket it is closing. */
-const IDLE_THRESHOLD_MS = 1_000;
-const IDLE_MAX_MS = 600_000;
 
 interface ParserWithConn extends ResponseParser {
   conn: UpstreamConn;
@@ -67,6 +61,13 @@ export class UpstreamConn {
   /** Set by head(): whether the upstream lets the connection live on. */
   keepAlive = false;
   keepAliveMs = IDLE_MS;
+  /**
+   * Body bytes still owed by a Content-Length response that this module reads
+   * itself; -1 while llhttp frames the body. Issue 4: llhttp's body callback
+   * copies every chunk into a fresh ArrayBuffer (node_http_parser's
+   * Buffer::Copy), and sweeping those was up to half of each scavenge pause.
+   */
+  bodyLeft = -1;
   error: Error | undefined;
   dead = false;
 
@@ -163,11 +164,15 @@ function onData(this: SocketWithConn, chunk: Buffer): void {
     c.destroy();
     return;
   }
+  if (c.bodyLeft > 0) return ownBody(c, chunk, 0);
   const r = c.parser.execute(chunk);
   if (typeof r !== 'number') {
     c.destroy(r);
     return;
   }
+  // The head ended at r and a fixed-length body follows (onHeadersComplete).
+  if (c.bodyLeft > 0) return ownBody(c, chunk, r);
+  if (c.finished && r < chunk.length) c.keepAlive = false;
   if (c.finished) {
     c.finished = false;
     const u = c.user as ConnUser | null;
@@ -178,7 +183,10 @@ function onData(this: SocketWithConn, chunk: Buffer): void {
 function onEnd(this: SocketWithConn): void {
   const c = this[kConn];
   // A body delimited by the connection's close (RFC 9112 §6.3 rule 8) ends here.
-  if (c.user !== null) {
+  if (c.user !== null && c.bodyLeft > 0) {
+    // Fewer bytes than Content-Length said: what llhttp's finish() reports.
+    c.error ??= Object.assign(new Error('Parse Error: Invalid EOF state'), { code: 'HPE_INVALID_EOF_STATE' });
+  } else if (c.user !== null) {
     const r = c.parser.finish();
     if (r !== undefined) c.error ??= r;
     if (c.finished) {
@@ -237,9 +245,32 @@ function onHeadersComplete(
     c.informational = true;
     return 0;
   }
+  const h = headers ?? [];
   c.keepAlive = keepAlive;
-  c.keepAliveMs = keepAliveHint(headers ?? []);
-  return u.head(status, reason, headers ?? [], c.keepAliveMs) ? 1 : 0;
+  c.keepAliveMs = keepAliveHint(h);
+  // Read before head(): the exchange filters the field list in place.
+  const length = fixedBodyLength(status, h);
+  if (u.head(status, reason, h, c.keepAliveMs)) return 1;
+  if (length < 0) return 0;
+  // 2 tells llhttp "no body, the rest is not HTTP" (as for an upgrade):
+  // execute() returns where the head ended and onData reads the body itself.
+  // Node resumes the parser at once (llhttp_resume_after_upgrade), so the
+  // next response on this connection parses as usual.
+  c.bodyLeft = length;
+  return 2;
+}
+
+/** Bytes `from`.. of `chunk` belong to the body being read by length: hand them on, complete at the end. */
+function ownBody(c: UpstreamConn, chunk: Buffer, from: number): void {
+  const avail = chunk.length - from;
+  const n = avail < c.bodyLeft ? avail : c.bodyLeft;
+  c.bodyLeft -= n;
+  if (n > 0) c.user?.body(from === 0 && n === avail ? chunk : chunk.subarray(from, from + n));
+  if (c.bodyLeft > 0) return;
+  c.bodyLeft = -1;
+  // Bytes after the response were never asked for (one exchange at a time): not reused.
+  if (from + n < chunk.length) c.keepAlive = false;
+  c.user?.complete();
 }
 
 function onBody(this: ParserWithConn, chunk: Buffer): void {
@@ -252,28 +283,10 @@ function onMessageComplete(this: ParserWithConn): void {
     c.informational = false;
     return;
   }
+  // For llhttp the message ended with its head (we returned 2); the body is ours to read.
+  if (c.bodyLeft > 0) return;
+  c.bodyLeft = -1;
   c.finished = true;
-}
-
-const TIMEOUT_PARAM = /timeout=(\d+)/i;
-/** The last Keep-Alive value parsed: an upstream sends the same one on every response. */
-let lastHint = '';
-let lastHintMs = IDLE_MS;
-
-/** `Keep-Alive: timeout=N` (RFC 2068 §19.7.1.1, still sent by Node and others) → idle ms we may use. */
-function keepAliveHint(headers: readonly string[]): number {
-  for (let i = 0; i < headers.length; i += 2) {
-    const name = headers[i] as string;
-    if (!isNamed(name, 'keep-alive')) continue;
-    const value = headers[i + 1] as string;
-    if (value === lastHint) return lastHintMs;
-    const m = TIMEOUT_PARAM.exec(value);
-    const ms = m === null ? IDLE_MS : Math.min(IDLE_MAX_MS, Math.max(0, Number(m[1]) * 1000 - IDLE_THRESHOLD_MS));
-    lastHint = value;
-    lastHintMs = ms;
-    return ms;
-  }
-  return IDLE_MS;
 }
 
 /** Someone waiting for a connection (an exchange). */
