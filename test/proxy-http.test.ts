@@ -247,6 +247,7 @@ t.test('fixed-length bodies: split anywhere, empty, short then closed, followed 
     '/empty': (s) => s.write(HEAD(0)),
     '/hello': (s) => s.write(HEAD(5) + 'hello'),
     '/extra': (s) => s.write(HEAD(2) + 'okHTTP/1.1 200 OK\r\n'),
+    '/empty-extra': (s) => s.write(HEAD(0) + 'HTTP/1.1 200 OK\r\n'),
     '/short': (s) => {
       s.write(HEAD(10) + '0123');
       later(s, 20, '', true);
@@ -287,6 +288,9 @@ t.test('fixed-length bodies: split anywhere, empty, short then closed, followed 
   t.equal(short.body.toString('latin1'), '0123', '/short: the bytes that came');
   t.equal(await get('/hello'), 'hello', 'and the pool recovers');
   t.equal(accepted, 3);
+  t.equal(await get('/empty-extra'), '', 'Content-Length: 0 with stray bytes behind it');
+  t.equal(await get('/hello'), 'hello', 'answered after it');
+  t.equal(accepted, 4, 'that connection was not reused either');
 });
 
 t.test('upstream down: 502, JSON or HTML by Accept, no internal address', async (t) => {

@@ -172,9 +172,10 @@ function onData(this: SocketWithConn, chunk: Buffer): void {
   }
   // The head ended at r and a fixed-length body follows (onHeadersComplete).
   if (c.bodyLeft > 0) return ownBody(c, chunk, r);
-  if (c.finished && r < chunk.length) c.keepAlive = false;
   if (c.finished) {
     c.finished = false;
+    // Bytes after the response were never asked for (one exchange at a time): not reused.
+    if (r < chunk.length) c.keepAlive = false;
     const u = c.user as ConnUser | null;
     if (u !== null) u.complete();
   }

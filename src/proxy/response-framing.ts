@@ -36,8 +36,8 @@ export function keepAliveHint(headers: readonly string[]): number {
 /**
  * The body length a final response's head fixes, or -1 when llhttp must frame
  * the body (chunked, close-delimited, or no body by status: 204 and 304,
- * RFC 9112 §6.3). -1 too for anything but plain digits below 2^53, so an
- * oddity only ever takes the path llhttp guards.
+ * RFC 9112 §6.3). -1 too for anything but 1-15 plain digits (so exact as a
+ * JS number), so an oddity only ever takes the path llhttp guards.
  */
 export function fixedBodyLength(status: number, headers: readonly string[]): number {
   if (status === 204 || status === 304) return -1;
