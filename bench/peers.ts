@@ -22,6 +22,7 @@ import https from 'node:https';
 import net from 'node:net';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { withDataPlaneFlags } from '../src/cluster/heap-flags.js';
 
 export const BODY = 'x'.repeat(1024);
 const MAIN_JS = fileURLToPath(new URL('../src/main.js', import.meta.url)); // dist/bench → dist/src
@@ -436,7 +437,8 @@ proxy: { ${o.forwarder === undefined ? '' : `forwarder: ${o.forwarder}, `}fast_l
 `,
   );
   if (!existsSync(MAIN_JS)) throw new Error(`${MAIN_JS} is missing: run npm run build first`);
-  const child = launch(process.execPath, [...(o.nodeArgs ?? []), MAIN_JS, '--config', configFile], { cwd: dir, log: join(dir, 'edgeway.log') });
+  // As systemd/edgeway.service runs it: with the data-plane heap flags (workers: 1 serves from this process).
+  const child = launch(process.execPath, [...withDataPlaneFlags(o.nodeArgs ?? []), MAIN_JS, '--config', configFile], { cwd: dir, log: join(dir, 'edgeway.log') });
   const adminUrl = `http://127.0.0.1:${a}`;
   const exited = new Promise<never>((_, reject) =>
     child.once('exit', (code, sig) => reject(new Error(`edgeway exited (${code ?? sig}) at start: ${outputOf(child).slice(0, 2000)}`))),

@@ -18,6 +18,7 @@ import { Pool } from 'undici';
 import WebSocket, { WebSocketServer } from 'ws';
 import { stringify } from 'yaml';
 import { httpsGet, ORG_HOST, UC_HOST, DOMAIN, portOf, writeTestConfig, type Reply } from './helpers/appliance.js';
+import { DATA_PLANE_NODE_FLAGS, withDataPlaneFlags } from '../src/cluster/heap-flags.js';
 import {
   alive,
   childrenOf,
@@ -525,6 +526,10 @@ t.test('workers: 2: control plane + 2 workers, changes seen by both, a killed wo
   const startMs = performance.now() - tStart;
   let kids = await childrenOf(r.p.pid);
   t.equal(kids.length, 2, `2 data-plane workers (pids ${kids.join(', ')})`);
+  for (const pid of kids) {
+    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+    t.ok(DATA_PLANE_NODE_FLAGS.every((f) => argv.includes(f)), `worker ${pid} runs with the data-plane heap flags (${DATA_PLANE_NODE_FLAGS.join(' ')})`);
+  }
   // The banner lines follow the listening line; under load they may arrive in a later read.
   await r.p.waitFor((l) => l.msg === 'data-plane workers: 2', { timeoutMs: 5000, what: 'the worker-count banner line' }).catch(() => undefined);
   t.ok(r.p.lines.some((l) => l.msg === 'data-plane workers: 2'), 'banner names the worker count');
@@ -702,6 +707,15 @@ t.test(
   },
 );
 
+t.test("data-plane heap flags: added to each worker's execArgv unless the operator set them", async (t) => {
+  t.same(withDataPlaneFlags(['--enable-source-maps']), ['--enable-source-maps', ...DATA_PLANE_NODE_FLAGS], 'both added after what is there');
+  t.same(withDataPlaneFlags(['--min-semi-space-size=4']), ['--min-semi-space-size=4', '--no-memory-reducer'], "the operator's semi-space size is kept");
+  t.same(withDataPlaneFlags(['--memory-reducer']), ['--memory-reducer', '--min-semi-space-size=16'], "the operator's --memory-reducer is kept");
+  t.same(withDataPlaneFlags(DATA_PLANE_NODE_FLAGS), DATA_PLANE_NODE_FLAGS, 'nothing doubled when the primary already has them');
+  const pkg = JSON.parse(await readFile(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { scripts: Record<string, string> };
+  t.match(pkg.scripts['start'], `node ${DATA_PLANE_NODE_FLAGS.join(' ')} dist/src/main.js`, 'npm start runs node with them (workers: 1 serves from that process)');
+});
+
 t.test('systemd unit: systemd-analyze verify and hardening', async (t) => {
   const unit = fileURLToPath(new URL('../systemd/edgeway.service', import.meta.url));
   const text = await readFile(unit, 'utf8');
@@ -714,6 +728,9 @@ t.test('systemd unit: systemd-analyze verify and hardening', async (t) => {
   has(/^LimitNOFILE=\d+/m, 'LimitNOFILE=');
   has(/^ExecReload=.*-HUP \$MAINPID/m, 'reload sends SIGHUP');
   has(/^KillSignal=SIGTERM$/m, 'stop sends SIGTERM');
+  // workers: 1 runs the data plane in this very process: it needs the heap flags on its own command line.
+  const execStart = /^ExecStart=(.*)$/m.exec(text)?.[1]?.split(/\s+/) ?? [];
+  t.same(execStart.slice(1, 1 + DATA_PLANE_NODE_FLAGS.length), DATA_PLANE_NODE_FLAGS, 'ExecStart passes the data-plane heap flags to node');
 
   const which = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' });
   if (which.error) {

@@ -15,6 +15,7 @@ import type { ServiceName } from '../routes/types.js';
 import { listenServiceSocket, type ServiceSocket } from '../services/service-socket.js';
 import { ClusterSink } from './cluster-sink.js';
 import { isMessage, type ToPrimary } from './messages.js';
+import { withDataPlaneFlags } from './heap-flags.js';
 import { createPrimaryObservability, type PrimaryObservability } from './stats.js';
 
 export interface Primary {
@@ -30,7 +31,8 @@ const RESPAWN_DELAY_MS = 1000;
 
 export async function startPrimary(cfg: Config, log: Logger, workerArgs: readonly string[]): Promise<Primary> {
   cluster.schedulingPolicy = cluster.SCHED_NONE;
-  cluster.setupPrimary({ args: [...workerArgs] });
+  // Workers carry the traffic: they get the data-plane heap flags (heap-flags.ts).
+  cluster.setupPrimary({ args: [...workerArgs], execArgv: withDataPlaneFlags(process.execArgv) });
   const ticketKeys = newTicketKeys().toString('base64');
   const sink = new ClusterSink(cfg.workers);
   const certs = await openCertSource(cfg, log);
