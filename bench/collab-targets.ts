@@ -33,7 +33,7 @@ export interface Target {
   readonly url: string;
   readonly opts: ConnectCmd['opts'];
   /** The probe window since the last call, after a full GC, and RSS then (KB). */
-  probe(): Promise<ProbeWindow & { rss_kb: number }>;
+  probe(): Promise<ProbeWindow & { rss_kb: number; heap_used_kb: number }>;
   stop(): Promise<void>;
 }
 
@@ -98,7 +98,7 @@ function common(child: ChildProcess, dir: string): Pick<Target, 'pid' | 'probe' 
       process.kill(child.pid!, 'SIGUSR2');
       for (let i = 0; i < 100; i++) {
         const text = await readFile(probeFile, 'utf8').catch(() => '');
-        if (text !== '') return JSON.parse(text) as ProbeWindow & { rss_kb: number };
+        if (text !== '') return JSON.parse(text) as ProbeWindow & { rss_kb: number; heap_used_kb: number };
         await new Promise((r) => setTimeout(r, 50));
       }
       throw new Error('probe did not answer');

@@ -185,12 +185,15 @@ async function benchTarget(start: () => Promise<Target>) {
   t = await start();
   gen = new LoadGenerators();
   let idle = 0;
+  let idleHeap = 0;
   try {
     await new Promise((r) => setTimeout(r, 500));
-    const rss0 = (await t.probe()).rss_kb;
+    const before = await t.probe();
     const c = await gen.connect(t, 'room-idle');
-    idle = (await t.probe()).rss_kb - rss0;
-    say(`  baseline: ${c.clients} sockets idle in one room (${c.unsynced} not synced): RSS +${Math.round(idle / 1024)} MB`);
+    const after = await t.probe();
+    idle = after.rss_kb - before.rss_kb;
+    idleHeap = after.heap_used_kb - before.heap_used_kb;
+    say(`  baseline: ${c.clients} sockets idle in one room (${c.unsynced} not synced): RSS +${Math.round(idle / 1024)} MB, V8 heap +${Math.round(idleHeap / 1024)} MB`);
   } finally {
     await gen.close();
     await t.stop();
@@ -203,6 +206,7 @@ async function benchTarget(start: () => Promise<Target>) {
     rss_kb_per_room_total: Math.round(full / ROOMS),
     rss_kb_per_room_own: Math.round((full - idle) / (ROOMS - 1)),
     rss_kb_per_socket: Number((idle / (ROOMS * CLIENTS)).toFixed(1)),
+    heap_kb_per_socket: Number((idleHeap / (ROOMS * CLIENTS)).toFixed(1)),
   };
 }
 
@@ -219,8 +223,8 @@ async function mainBench(): Promise<void> {
   for (const r of results) {
     for (const x of r.rounds) say(`| ${r.target} | ${x.rate} | ${x.sentPerS} | ${x.p50} | ${x.p99} | ${x.missing} | ${x.server_cpu_ms_per_update} | ${x.server.eld_p99_ms}/${x.server.eld_max_ms} | ${x.load_generator_worst_child.eld_p99_ms}/${x.load_generator_worst_child.eld_max_ms} |`);
   }
-  say(`\n| server | sustained updates/s at p99 <= 10 ms, nothing missing | RSS per room, total (KB, its ${CLIENTS} sockets included) | RSS per room, own (KB, sockets excluded) | RSS per idle socket (KB) |\n|---|---|---|---|---|`);
-  for (const r of results) say(`| ${r.target} | ${r.sustained_at_p99_10ms} | ${r.rss_kb_per_room_total} | ${r.rss_kb_per_room_own} | ${r.rss_kb_per_socket} |`);
+  say(`\n| server | sustained updates/s at p99 <= 10 ms, nothing missing | RSS per room, total (KB, its ${CLIENTS} sockets included) | RSS per room, own (KB, sockets excluded) | RSS per idle socket (KB) | V8 heap per idle socket (KB) |\n|---|---|---|---|---|---|`);
+  for (const r of results) say(`| ${r.target} | ${r.sustained_at_p99_10ms} | ${r.rss_kb_per_room_total} | ${r.rss_kb_per_room_own} | ${r.rss_kb_per_socket} | ${r.heap_kb_per_socket} |`);
   const base = OUT !== '' ? OUT : join(root, 'bench', 'results', `collab-${date}`);
   await mkdir(dirname(base), { recursive: true });
   await writeFile(`${base}.json`, `${JSON.stringify(out, null, 2)}\n`);
