@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { withDataPlaneFlags } from '../src/cluster/heap-flags.js';
 import type { ConnectCmd } from './collab-load.js';
 import type { ProbeWindow } from './collab-probe.js';
 
@@ -122,7 +123,10 @@ export async function startEdgeway(): Promise<Target> {
   await mkdir(join(dir, 'routes'));
   const cfgFile = join(dir, 'edgeway.yaml');
   await writeFile(cfgFile, `domain: example.test\nlisten: { https: "127.0.0.1:0", http: "127.0.0.1:0", admin: "127.0.0.1:0" }\nworkers: 1\ndata_dir: data\nroutes_dir: routes\nlog: { level: info, access_log: false }\n`);
-  const { child, value: listening } = await launch(dir, [main, '--config', cfgFile], {}, (l) =>
+  // As systemd/edgeway.service runs it: the data-plane heap flags (workers: 1
+  // serves from this process), unless EDGEWAY_BENCH_SERVER_ARGS decides them.
+  const flags = withDataPlaneFlags(SERVER_ARGS).slice(SERVER_ARGS.length);
+  const { child, value: listening } = await launch(dir, [...flags, main, '--config', cfgFile], {}, (l) =>
     l.includes('"edgeway listening"') ? (JSON.parse(l) as { https: string; admin: string }) : undefined);
   const ca = await readFile(join(dir, 'data', 'ca', 'edgeway-local-ca.crt'), 'utf8');
   const platform = await run(process.execPath, [main, 'token', '--config', cfgFile, '--platform']);

@@ -1,4 +1,5 @@
-// V8 heap flags for the processes that carry request traffic (issue 4, p99).
+// V8 heap flags for the processes that carry request traffic (issue 4, p99;
+// issue 6, the collab relay's stalls).
 //
 // A proxy's garbage dies young: under (a) about 5 KB of V8 heap per request,
 // of which about 0.3% survives a scavenge (--trace-gc-nvp: 40-50 KB survived
@@ -21,12 +22,26 @@
 // (16 MiB a semi-space: the size it grows to under load anyway; pages are
 // committed as they are first used) and without the memory reducer. Old
 // space is still collected when it grows; only the idle-time shrinking goes.
-// An operator who sets either flag on the command line keeps theirs.
+//
+// And with one V8 helper thread instead of Node's default four
+// (--v8-pool-size=1, issue 6 Speed). Every edgeway process already keeps a
+// core busy with its own main thread (one data-plane process per core), so
+// helpers only run by taking a core from a main thread: when concurrent
+// marking starts, four runnable helpers get four fifths of a shared core and
+// the event loop stops in the meantime. Measured with the collab relay
+// (`workers: 1`, pinned to one CPU, 10,000 TLS websockets; bench/NOTES.md):
+// event-loop stalls of 44-78 ms with GC pauses of at most 14 ms, update p99
+// 78 / 100 ms at 1,000 / 2,000 updates/s; with one helper 9.4 / 32 ms. (a)
+// in the same harness as step 13: no worse (w2 p99 1.11x / 1.29x nginx
+// two-stage at c64 / c256 against 1.24x / 1.69x without, 4 rounds of 5 s).
+//
+// An operator who sets any of these flags on the command line keeps theirs.
 
 /** Flags added to a data-plane process's `execArgv`, each with the names that mean the operator chose otherwise. */
 const FLAGS: readonly { flag: string; unless: readonly string[] }[] = [
   { flag: '--min-semi-space-size=16', unless: ['--min-semi-space-size', '--min_semi_space_size'] },
   { flag: '--no-memory-reducer', unless: ['--memory-reducer', '--no-memory-reducer', '--memory_reducer', '--no_memory_reducer'] },
+  { flag: '--v8-pool-size=1', unless: ['--v8-pool-size'] },
 ];
 
 /** The flags as a command line has them, for a process started by hand (systemd unit, `npm start`, the bench). */
