@@ -118,15 +118,21 @@ function common(child: ChildProcess, dir: string): Pick<Target, 'pid' | 'probe' 
   };
 }
 
+/**
+ * Edgeway's two targets run with the node flags systemd/edgeway.service gives
+ * it (`workers: 1` serves from that process), unless EDGEWAY_BENCH_SERVER_ARGS
+ * decides them; the reference runs as it ships.
+ */
+function shippedFlags(): string[] {
+  return withDataPlaneFlags(SERVER_ARGS).slice(SERVER_ARGS.length);
+}
+
 export async function startEdgeway(): Promise<Target> {
   const dir = await mkdtemp(join(tmpdir(), 'edgeway-bench-collab-'));
   await mkdir(join(dir, 'routes'));
   const cfgFile = join(dir, 'edgeway.yaml');
   await writeFile(cfgFile, `domain: example.test\nlisten: { https: "127.0.0.1:0", http: "127.0.0.1:0", admin: "127.0.0.1:0" }\nworkers: 1\ndata_dir: data\nroutes_dir: routes\nlog: { level: info, access_log: false }\n`);
-  // As systemd/edgeway.service runs it: the data-plane heap flags (workers: 1
-  // serves from this process), unless EDGEWAY_BENCH_SERVER_ARGS decides them.
-  const flags = withDataPlaneFlags(SERVER_ARGS).slice(SERVER_ARGS.length);
-  const { child, value: listening } = await launch(dir, [...flags, main, '--config', cfgFile], {}, (l) =>
+  const { child, value: listening } = await launch(dir, [...shippedFlags(), main, '--config', cfgFile], {}, (l) =>
     l.includes('"edgeway listening"') ? (JSON.parse(l) as { https: string; admin: string }) : undefined);
   const ca = await readFile(join(dir, 'data', 'ca', 'edgeway-local-ca.crt'), 'utf8');
   const platform = await run(process.execPath, [main, 'token', '--config', cfgFile, '--platform']);
@@ -149,7 +155,7 @@ export async function startEdgeway(): Promise<Target> {
 
 export async function startRelayPlain(): Promise<Target> {
   const dir = await mkdtemp(join(tmpdir(), 'edgeway-bench-relay-'));
-  const { child, value: port } = await launch(dir, [join(here, 'collab-relay-server.js'), dir], {}, (l) => (l.startsWith('listening ') ? Number(l.slice(10)) : undefined));
+  const { child, value: port } = await launch(dir, [...shippedFlags(), join(here, 'collab-relay-server.js'), dir], {}, (l) => (l.startsWith('listening ') ? Number(l.slice(10)) : undefined));
   return { name: 'edgeway relay alone (ws)', url: `ws://127.0.0.1:${port}/{room}`, opts: {}, ...common(child, dir) };
 }
 
