@@ -29,18 +29,23 @@
 // helpers only run by taking a core from a main thread: when concurrent
 // marking starts, four runnable helpers get four fifths of a shared core and
 // the event loop stops in the meantime. Measured with the collab relay
-// (`workers: 1`, pinned to one CPU, 10,000 TLS websockets; bench/NOTES.md):
-// event-loop stalls of 44-78 ms with GC pauses of at most 14 ms, update p99
-// 78 / 100 ms at 1,000 / 2,000 updates/s; with one helper 9.4 / 32 ms. (a)
-// in the same harness as step 13: no worse (w2 p99 1.11x / 1.29x nginx
-// two-stage at c64 / c256 against 1.24x / 1.69x without, 4 rounds of 5 s).
+// (`workers: 1`, pinned to one CPU, 10,000 TLS websockets; bench/NOTES.md
+// collab step 6): with four helpers, event-loop stalls of 44-78 ms while no GC
+// pause passed 14 ms; full bench:collab runs, update p99 at 1,000 / 2,000
+// updates/s 85 / 121 ms before, 19 / 46 ms with one helper. For (a) it moved
+// within the spread: harness w2 p99 1.11x / 1.29x nginx two-stage at c64 /
+// c256 against 1.24x / 1.69x without (4 rounds of 5 s), but the full bench
+// 1.39x / 1.25x against 1.23x / 1.21x the run before (NOTES step 14).
 //
 // An operator who sets any of these flags on the command line keeps theirs.
 
-/** Flags added to a data-plane process's `execArgv`, each with the names that mean the operator chose otherwise. */
+/**
+ * Flags added to a data-plane process's `execArgv`, each with the names (dashed
+ * form) that mean the operator chose otherwise.
+ */
 const FLAGS: readonly { flag: string; unless: readonly string[] }[] = [
-  { flag: '--min-semi-space-size=16', unless: ['--min-semi-space-size', '--min_semi_space_size'] },
-  { flag: '--no-memory-reducer', unless: ['--memory-reducer', '--no-memory-reducer', '--memory_reducer', '--no_memory_reducer'] },
+  { flag: '--min-semi-space-size=16', unless: ['--min-semi-space-size'] },
+  { flag: '--no-memory-reducer', unless: ['--memory-reducer', '--no-memory-reducer'] },
   { flag: '--v8-pool-size=1', unless: ['--v8-pool-size'] },
 ];
 
@@ -49,7 +54,8 @@ export const DATA_PLANE_NODE_FLAGS: readonly string[] = FLAGS.map((f) => f.flag)
 
 /** `execArgv` plus whichever data-plane flags it does not already decide. */
 export function withDataPlaneFlags(execArgv: readonly string[]): string[] {
-  const names = new Set(execArgv.map((a) => a.split('=', 1)[0]!));
+  // Node takes `_` for `-` in every flag name (--v8_pool_size, --memory_reducer).
+  const names = new Set(execArgv.map((a) => a.split('=', 1)[0]!.replaceAll('_', '-')));
   const added = FLAGS.filter((f) => !f.unless.some((u) => names.has(u))).map((f) => f.flag);
   return [...execArgv, ...added];
 }
