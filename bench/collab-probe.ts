@@ -79,6 +79,9 @@ class Probe {
   }
 }
 
+/** What the probe writes to EDGEWAY_BENCH_PROBE on SIGUSR2, after a full GC (KB). */
+export type ProbeReading = ProbeWindow & { rss_kb: number; heap_used_kb: number };
+
 export const probe = new Probe();
 
 const file = process.env.EDGEWAY_BENCH_PROBE;
@@ -87,7 +90,8 @@ if (file !== undefined && file !== '') {
     const w = probe.report();
     (globalThis as { gc?: () => void }).gc?.();
     const m = process.memoryUsage();
-    writeFileSync(`${file}.tmp`, JSON.stringify({ ...w, rss_kb: Math.round(m.rss / 1024), heap_used_kb: Math.round(m.heapUsed / 1024) }));
+    const reading: ProbeReading = { ...w, rss_kb: Math.round(m.rss / 1024), heap_used_kb: Math.round(m.heapUsed / 1024) };
+    writeFileSync(`${file}.tmp`, JSON.stringify(reading));
     renameSync(`${file}.tmp`, file);
   });
 }

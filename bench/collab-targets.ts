@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { withDataPlaneFlags } from '../src/cluster/heap-flags.js';
 import type { ConnectCmd } from './collab-load.js';
-import type { ProbeWindow } from './collab-probe.js';
+import type { ProbeReading } from './collab-probe.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -33,8 +33,8 @@ export interface Target {
   /** `{room}` is replaced by the room's name. */
   readonly url: string;
   readonly opts: ConnectCmd['opts'];
-  /** The probe window since the last call, after a full GC, and RSS then (KB). */
-  probe(): Promise<ProbeWindow & { rss_kb: number; heap_used_kb: number }>;
+  /** The probe window since the last call, after a full GC, and RSS and V8 heap then (KB). */
+  probe(): Promise<ProbeReading>;
   stop(): Promise<void>;
 }
 
@@ -99,7 +99,7 @@ function common(child: ChildProcess, dir: string): Pick<Target, 'pid' | 'probe' 
       process.kill(child.pid!, 'SIGUSR2');
       for (let i = 0; i < 100; i++) {
         const text = await readFile(probeFile, 'utf8').catch(() => '');
-        if (text !== '') return JSON.parse(text) as ProbeWindow & { rss_kb: number; heap_used_kb: number };
+        if (text !== '') return JSON.parse(text) as ProbeReading;
         await new Promise((r) => setTimeout(r, 50));
       }
       throw new Error('probe did not answer');
