@@ -103,8 +103,8 @@ if (process.execArgv.includes('--cpu-prof')) {
 }
 
 // EDGEWAY_BENCH_STALLS=FILE (diagnosis): a 10 ms timer that, whenever it
-// fires more than 30 ms late, appends which threads of this process used the
-// CPU meanwhile (/proc/self/task/*/stat, utime+stime), so a stall can be told
+// fires more than EDGEWAY_BENCH_STALL_MS (30 by default) late, appends which
+// threads of this process used the CPU meanwhile (/proc/self/task/*/stat, utime+stime), so a stall can be told
 // apart: the main thread busy (our work or a GC pause) or preempted by one of
 // the process's own threads (LevelDB compaction, V8 or libuv workers).
 const stalls = process.env.EDGEWAY_BENCH_STALLS;
@@ -123,13 +123,14 @@ if (stalls !== undefined && stalls !== '') {
     }
     return m;
   };
+  const threshold = Number(process.env.EDGEWAY_BENCH_STALL_MS ?? '30');
   let last = performance.now();
   let before = ticks();
   setInterval(() => {
     const now = performance.now();
     const late = now - last - 10;
     const after = ticks();
-    if (late > 30) {
+    if (late > threshold) {
       const used: string[] = [];
       for (const [k, v] of after) {
         const d = v - (before.get(k) ?? 0);

@@ -9,6 +9,7 @@
 // - the reference, @y/websocket-server 0.1.1 with y-leveldb (YPERSISTENCE),
 //   plain ws (no TLS), which favours it against edgeway over wss.
 
+import { appendFileSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -57,6 +58,8 @@ function run(cmd: string, args: string[]): Promise<string> {
   });
 }
 
+const STDOUT_FILE = process.env.EDGEWAY_BENCH_STDOUT ?? '';
+
 /** Extra node flags for every server, e.g. `--cpu-prof --cpu-prof-dir=DIR` (the stop then asks politely first). */
 const SERVER_ARGS = (process.env.EDGEWAY_BENCH_SERVER_ARGS ?? '').split(' ').filter((a) => a !== '');
 
@@ -75,13 +78,18 @@ export function pinServers(on: boolean): void {
   serverCpus = on ? SERVER_CPUS : undefined;
 }
 
-/** Spawns a server with the probe and waits for `ready(line)` on its stdout. */
+/**
+ * Spawns a server with the probe and waits for `ready(line)` on its stdout.
+ * EDGEWAY_BENCH_STDOUT=FILE (diagnosis) appends every line the servers print,
+ * e.g. V8's own GC log with EDGEWAY_BENCH_SERVER_ARGS=--trace-gc-nvp.
+ */
 async function launch<T>(dir: string, args: string[], env: NodeJS.ProcessEnv, ready: (line: string) => T | undefined): Promise<{ child: ChildProcess; value: T }> {
   const probeFile = join(dir, 'probe.json');
   const [cmd, argv] = pinned(serverCpus, ['--expose-gc', '--import', PROBE, ...SERVER_ARGS, ...args]);
   const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env, EDGEWAY_BENCH_PROBE: probeFile } });
   const value = await new Promise<T>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (l) => {
+      if (STDOUT_FILE !== '') appendFileSync(STDOUT_FILE, `${l}\n`);
       const v = ready(l);
       if (v !== undefined) resolve(v);
     });
