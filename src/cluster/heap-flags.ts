@@ -37,6 +37,20 @@
 // c256 against 1.24x / 1.69x without (4 rounds of 5 s), but the full bench
 // 1.39x / 1.25x against 1.23x / 1.21x the run before (NOTES step 14).
 //
+// And with no background GC work at all (--single-threaded-gc, issue 6
+// Speed): the one helper left still marked concurrently, and on the relay's
+// one core (bench:collab pins the server to a CPU) that is the same theft in a
+// milder form: the GC log of edgeway wss at 2,000 updates/s showed two
+// concurrent markings per 10 s round of ~330 ms each, during which the main
+// thread and the helper took turns in 10-30 ms slices (the stall log: main
+// 20 ms, helper 20 ms, a stall of 40 ms). Single-threaded, V8 marks
+// incrementally on the main thread in steps of a few ms between tasks, and
+// scavenges on it alone. Paired quick runs (bench/NOTES.md collab step 7),
+// edgeway wss p99 at 2,000 updates/s: 31.8 / 24.6 / 29.5 / 22.0 ms with it
+// against 55.5 / 48.7 / 57.5 / 38.7 ms with one helper. The cost falls on
+// machines with idle cores, where marking no longer runs beside the event
+// loop; edgeway's processes (one per core with workers: auto) leave none.
+//
 // An operator who sets any of these flags on the command line keeps theirs.
 
 /**
@@ -47,6 +61,7 @@ const FLAGS: readonly { flag: string; unless: readonly string[] }[] = [
   { flag: '--min-semi-space-size=16', unless: ['--min-semi-space-size'] },
   { flag: '--no-memory-reducer', unless: ['--memory-reducer', '--no-memory-reducer'] },
   { flag: '--v8-pool-size=1', unless: ['--v8-pool-size'] },
+  { flag: '--single-threaded-gc', unless: ['--single-threaded-gc', '--no-single-threaded-gc'] },
 ];
 
 /** The flags as a command line has them, for a process started by hand (systemd unit, `npm start`, the bench). */
