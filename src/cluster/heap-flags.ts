@@ -47,9 +47,13 @@
 // incrementally on the main thread in steps of a few ms between tasks, and
 // scavenges on it alone. Paired quick runs (bench/NOTES.md collab step 7),
 // edgeway wss p99 at 2,000 updates/s: 31.8 / 24.6 / 29.5 / 22.0 ms with it
-// against 55.5 / 48.7 / 57.5 / 38.7 ms with one helper. The cost falls on
-// machines with idle cores, where marking no longer runs beside the event
-// loop; edgeway's processes (one per core with workers: auto) leave none.
+// against 55.5 / 48.7 / 57.5 / 38.7 ms with one helper; full bench:collab
+// runs 46.4 ms before, 20.2 ms with it, and the relay alone 12.8 -> 9.2 ms.
+// The data plane lost nothing in the full bench (NOTES step 15: w2 p99
+// 1.39x / 1.25x nginx two-stage at c64 / c256 before, 1.25x / 1.14x with
+// it, the same req/s). The cost falls on machines with idle cores, where
+// marking no longer runs beside the event loop; edgeway's processes (one
+// per core with workers: auto) leave none.
 //
 // An operator who sets any of these flags on the command line keeps theirs.
 
