@@ -105,8 +105,9 @@ if (process.execArgv.includes('--cpu-prof')) {
 // EDGEWAY_BENCH_STALLS=FILE (diagnosis): a 10 ms timer that, whenever it
 // fires more than EDGEWAY_BENCH_STALL_MS (30 by default) late, appends which
 // threads of this process used the CPU meanwhile (/proc/self/task/*/stat,
-// utime+stime), so a stall can be told apart: the main thread busy (our work or a GC pause) or preempted by one of
-// the process's own threads (LevelDB compaction, V8 or libuv workers).
+// utime+stime), so a stall can be told apart: the main thread busy (our work
+// or a GC pause) or preempted by one of the process's own threads (LevelDB
+// compaction, V8 or libuv workers).
 const stalls = process.env.EDGEWAY_BENCH_STALLS;
 if (stalls !== undefined && stalls !== '') {
   const ticks = (): Map<string, number> => {
