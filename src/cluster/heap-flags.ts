@@ -57,24 +57,25 @@
 //
 // An operator who sets any of these flags on the command line keeps theirs.
 
-/**
- * Flags added to a data-plane process's `execArgv`, each with the names (dashed
- * form) that mean the operator chose otherwise.
- */
-const FLAGS: readonly { flag: string; unless: readonly string[] }[] = [
-  { flag: '--min-semi-space-size=16', unless: ['--min-semi-space-size'] },
-  { flag: '--no-memory-reducer', unless: ['--memory-reducer', '--no-memory-reducer'] },
-  { flag: '--v8-pool-size=1', unless: ['--v8-pool-size'] },
-  { flag: '--single-threaded-gc', unless: ['--single-threaded-gc', '--no-single-threaded-gc'] },
+/** Flags added to a data-plane process's `execArgv`. */
+export const DATA_PLANE_NODE_FLAGS: readonly string[] = [
+  '--min-semi-space-size=16',
+  '--no-memory-reducer',
+  '--v8-pool-size=1',
+  '--single-threaded-gc',
 ];
 
-/** The flags as a command line has them, for a process started by hand (systemd unit, `npm start`, the bench). */
-export const DATA_PLANE_NODE_FLAGS: readonly string[] = FLAGS.map((f) => f.flag);
+/**
+ * What a flag decides: its name without a value or a `--no-` (a boolean set
+ * either way is the operator's choice), and dashed, since Node takes `_` for
+ * `-` in every flag name (--v8_pool_size, --memory_reducer).
+ */
+function decides(arg: string): string {
+  return arg.split('=', 1)[0]!.replaceAll('_', '-').replace(/^--no-/, '--');
+}
 
 /** `execArgv` plus whichever data-plane flags it does not already decide. */
 export function withDataPlaneFlags(execArgv: readonly string[]): string[] {
-  // Node takes `_` for `-` in every flag name (--v8_pool_size, --memory_reducer).
-  const names = new Set(execArgv.map((a) => a.split('=', 1)[0]!.replaceAll('_', '-')));
-  const added = FLAGS.filter((f) => !f.unless.some((u) => names.has(u))).map((f) => f.flag);
-  return [...execArgv, ...added];
+  const decided = new Set(execArgv.map(decides));
+  return [...execArgv, ...DATA_PLANE_NODE_FLAGS.filter((f) => !decided.has(decides(f)))];
 }
