@@ -82,7 +82,8 @@ const LOADED = Symbol('loaded');
  * referenced from old space, and every scavenge keeps it and all it holds
  * (state vectors, delete set, changed types, the event) alive until the next
  * mark-compact, although nothing can reach it. Measured (a process holding
- * the relay's 1,000 rooms, the bench's updates at 2,000/s, --trace-gc-nvp):
+ * the relay's 1,000 rooms fed the bench's updates at 2,000/s, no sockets, the
+ * store bypassed, --trace-gc-nvp):
  * 2.3 MB survived each scavenge without this, 0.53 MB with it, which is what
  * the documents' own new items account for (bench/NOTES.md collab step 8).
  * Registered last on the doc: nothing after it reads the array.
