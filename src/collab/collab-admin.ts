@@ -14,6 +14,7 @@ import { forbidden, type Tenancy } from '../admin/tenancy.js';
 import { EdgewayError, invalidField } from '../errors.js';
 import { isRoomName, roomKey } from './admission.js';
 import type { Room } from './room.js';
+import { checkUpdate } from './update-check.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const BINARY = 'application/octet-stream';
@@ -69,12 +70,20 @@ export function collabAdminRoutes(src: RoomSource, tenancy: Tenancy): RouteSpec[
     const key = keyOf(ctx);
     const body = await readBytesBody(ctx.req, BINARY);
     try {
-      Y.decodeUpdate(body);
+      checkUpdate(body);
     } catch {
       throw new EdgewayError('COLLAB_INVALID_UPDATE');
     }
     const room = await readyRoom(src, key);
-    Y.applyUpdate(room.doc, body, ADMIN);
+    try {
+      // What checkUpdate leaves to Yjs throws here: JSON content or a
+      // subdocument's options while structs are read (nothing applied), a
+      // struct that contradicts the document while integrating (what went
+      // in before it is stored: Room.apply).
+      room.apply(body, ADMIN);
+    } catch {
+      throw new EdgewayError('COLLAB_INVALID_UPDATE');
+    }
     await durable(room);
     return { status: 204 };
   };

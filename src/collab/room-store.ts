@@ -19,7 +19,7 @@
 
 import * as encoding from 'lib0/encoding';
 import * as decoding from 'lib0/decoding';
-import { LeveldbPersistence, getLevelUpdatesEntries } from 'y-leveldb';
+import { LeveldbPersistence, getLevelUpdatesEntries, keyEncoding } from 'y-leveldb';
 
 /** Who waits for a write: the room, told in order, without a closure per update. */
 export interface WriteOwner {
@@ -30,7 +30,8 @@ export interface WriteOwner {
 interface Op {
   readonly owner: WriteOwner;
   readonly seq: number;
-  readonly puts: readonly { key: unknown[]; value: Uint8Array }[];
+  /** Keys already in y-leveldb's encoding. */
+  readonly puts: readonly { key: Buffer; value: Uint8Array }[];
   /** Compaction: updates below this clock go once the puts are durable. */
   readonly clearBelow: number;
   readonly doc: string;
@@ -45,7 +46,27 @@ export interface LoadedRoom {
 }
 
 const updateKey = (doc: string, clock: number): unknown[] => ['v1', doc, 'update', clock];
-const svKey = (doc: string): unknown[] => ['v1_sv', doc];
+const svKey = (doc: string): Buffer => keyEncoding.encode(['v1_sv', doc]);
+
+/** A room's name in the store, and its update keys' common start in y-leveldb's encoding (built once per room). */
+export interface RoomKeys {
+  readonly doc: string;
+  readonly updatePrefix: Buffer;
+}
+
+export function roomKeys(doc: string): RoomKeys {
+  return { doc, updatePrefix: keyEncoding.encode(['v1', doc, 'update']) };
+}
+
+/** y-leveldb's encoding of ['v1', doc, 'update', clock] (its tag 1: a 32-bit big-endian number) without an encoder per key. */
+export function updateKeyOf(keys: RoomKeys, clock: number): Buffer {
+  const prefix = keys.updatePrefix;
+  const key = Buffer.allocUnsafe(prefix.length + 5); // small: from Node's pool, no ArrayBuffer of its own
+  prefix.copy(key, 0);
+  key[prefix.length] = 1;
+  key.writeUInt32BE(clock, prefix.length + 1);
+  return key;
+}
 
 /** y-leveldb's state-vector record: the clock it was written at, then the vector. */
 export function stateVectorRecord(sv: Uint8Array, clock: number): Uint8Array {
@@ -62,7 +83,7 @@ export function readStateVectorRecord(buf: Uint8Array): { clock: number; sv: Uin
 }
 
 type Db = {
-  batch(ops: { type: 'put' | 'del'; key: unknown; value?: Uint8Array }[]): Promise<void>;
+  batch(ops: { type: 'put' | 'del'; key: unknown; value?: Uint8Array; keyEncoding?: 'buffer' }[]): Promise<void>;
   clear(range: { gte: unknown; lt: unknown }): Promise<void>;
   close(): Promise<void>;
   open(): Promise<void>;
@@ -112,20 +133,20 @@ export class RoomStore {
     });
   }
 
-  /** Queues an update at `clock`; `newRoom`: also write the state-vector record y-leveldb lists rooms by. */
-  append(owner: WriteOwner, seq: number, doc: string, clock: number, update: Uint8Array, sv: Uint8Array | undefined): void {
-    const puts = [{ key: updateKey(doc, clock), value: update }];
-    if (sv !== undefined) puts.push({ key: svKey(doc), value: stateVectorRecord(sv, clock) });
-    this.#enqueue({ owner, seq, puts, clearBelow: -1, doc });
+  /** Queues an update at `clock`; `sv` (a new room): also write the state-vector record y-leveldb lists rooms by. */
+  append(owner: WriteOwner, seq: number, keys: RoomKeys, clock: number, update: Uint8Array, sv: Uint8Array | undefined): void {
+    const puts = [{ key: updateKeyOf(keys, clock), value: update }];
+    if (sv !== undefined) puts.push({ key: svKey(keys.doc), value: stateVectorRecord(sv, clock) });
+    this.#enqueue({ owner, seq, puts, clearBelow: -1, doc: keys.doc });
   }
 
   /** Queues a compaction: `state` (the whole room) at `clock`, then every update below `clock` deleted. */
-  compact(owner: WriteOwner, seq: number, doc: string, clock: number, state: Uint8Array, sv: Uint8Array): void {
+  compact(owner: WriteOwner, seq: number, keys: RoomKeys, clock: number, state: Uint8Array, sv: Uint8Array): void {
     const puts = [
-      { key: updateKey(doc, clock), value: state },
-      { key: svKey(doc), value: stateVectorRecord(sv, clock) },
+      { key: updateKeyOf(keys, clock), value: state },
+      { key: svKey(keys.doc), value: stateVectorRecord(sv, clock) },
     ];
-    this.#enqueue({ owner, seq, puts, clearBelow: clock, doc });
+    this.#enqueue({ owner, seq, puts, clearBelow: clock, doc: keys.doc });
   }
 
   #enqueue(op: Op): void {
@@ -144,8 +165,8 @@ export class RoomStore {
   async flush(): Promise<void> {
     const ops = this.#queue;
     this.#queue = [];
-    const batch: { type: 'put'; key: unknown; value: Uint8Array }[] = [];
-    for (const op of ops) for (const p of op.puts) batch.push({ type: 'put', key: p.key, value: p.value });
+    const batch: { type: 'put'; key: Buffer; value: Uint8Array; keyEncoding: 'buffer' }[] = [];
+    for (const op of ops) for (const p of op.puts) batch.push({ type: 'put', key: p.key, value: p.value, keyEncoding: 'buffer' });
     let err: unknown;
     try {
       await this.#run(async (db) => {

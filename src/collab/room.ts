@@ -5,8 +5,8 @@
 // - The stored state is applied before the first message is processed or any
 //   sync message sent (y-websocket #81: the reference server answers a
 //   client's step 1 from an empty document while it still loads).
-// - A change is applied to the doc at once (so the next message sees it), its
-//   effective update queued to the store, and its broadcast HELD with the
+// - A change is applied to the doc at once (so the next message sees it), the
+//   update as received queued to the store, and its broadcast HELD with the
 //   write's sequence number; replies computed from the doc (sync step 2) are
 //   held behind every write queued before them. The store acknowledges writes
 //   in order and `durable(seq)` releases what waited for them. After `kill -9`
@@ -25,7 +25,8 @@ import {
   UnsupportedMessage, awarenessMessage, step1Message, step2Message,
 } from './protocol.js';
 import { binaryFrame, syncUpdateFrame } from './frame.js';
-import type { RoomStore, WriteOwner } from './room-store.js';
+import { roomKeys, type RoomKeys, type RoomStore, type WriteOwner } from './room-store.js';
+import { checkUpdate } from './update-check.js';
 
 /** One client socket in a room. */
 export class Conn {
@@ -69,8 +70,20 @@ interface Held {
   readonly done: (() => void) | undefined;
 }
 
-/** Origin of the stored state applied at load: not persisted again. */
+/** Origin of the stored state applied at load. */
 const LOADED = Symbol('loaded');
+
+/**
+ * Whether a transaction changed the document: the test Yjs itself makes
+ * before it emits 'update' (writeUpdateMessageFromTransaction).
+ */
+function changedBy(tr: Y.Transaction): boolean {
+  if (tr.deleteSet.clients.size > 0) return true;
+  const before = tr.beforeState;
+  if (tr.afterState.size !== before.size) return true;
+  for (const [client, clock] of tr.afterState) if (before.get(client) !== clock) return true;
+  return false;
+}
 
 /**
  * Empties the array of finished transactions a doc hands to
@@ -105,6 +118,10 @@ export class Room implements WriteOwner {
   #seq = 0;
   #durableSeq = 0;
   #held: Held[] = [];
+  /** Set by the doc's 'afterTransaction': whether the last transaction changed anything, and the state it started from (apply() clears it at once). */
+  #changed = false;
+  #before: Map<number, number> | undefined;
+  readonly #keys: RoomKeys;
   readonly ready: Promise<void>;
 
   constructor(
@@ -115,7 +132,13 @@ export class Room implements WriteOwner {
     // replaced by the service's one coarse interval (expireAwareness).
     clearInterval((this.awareness as unknown as { _checkInterval: NodeJS.Timeout })._checkInterval);
     this.awareness.setLocalState(null);
-    this.doc.on('update', (update: Uint8Array, origin: unknown) => this.#persist(update, origin));
+    this.#keys = roomKeys(key);
+    // No 'update' listener: with one, Yjs encodes every transaction's update
+    // again (apply() stores and broadcasts the update as received instead).
+    this.doc.on('afterTransaction', (tr: Y.Transaction) => {
+      this.#changed = changedBy(tr);
+      this.#before = tr.beforeState;
+    });
     this.doc.on('afterAllTransactions', dropFinishedTransactions);
     this.awareness.on('update', (ch: { added: number[]; updated: number[]; removed: number[] }, origin: unknown) => this.#awarenessChanged(ch, origin));
     this.ready = this.#load();
@@ -128,6 +151,7 @@ export class Room implements WriteOwner {
       Y.transact(this.doc, () => {
         for (const u of stored.updates) Y.applyUpdate(this.doc, u);
       }, LOADED);
+      this.#before = undefined;
       this.#clock = stored.clock;
       this.#sinceCompact = stored.updates.length > 1 ? stored.updates.length : 0;
     } catch (err) {
@@ -177,8 +201,8 @@ export class Room implements WriteOwner {
         else if (sub === SYNC_STEP2 || sub === SYNC_UPDATE) {
           // Read the whole update before applying any of it: a bad delete set
           // at its end would otherwise throw after its structs were integrated.
-          Y.decodeUpdate(payload);
-          Y.applyUpdate(this.doc, payload, conn);
+          checkUpdate(payload);
+          this.apply(payload, conn);
         } else throw new UnsupportedMessage('sync message type');
       } else if (type === MSG_AWARENESS) {
         const payload = decoding.readVarUint8Array(d);
@@ -196,12 +220,43 @@ export class Room implements WriteOwner {
     }
   }
 
-  /** Every effective change of the doc (not the load): queued to the store, its broadcast held until durable. */
-  #persist(update: Uint8Array, origin: unknown): void {
-    if (origin === LOADED || this.state !== 'ready') return;
+  /**
+   * Applies an update that checkUpdate accepted (from a socket, or the admin
+   * API's restore) and, unless it changed nothing, queues it to the store as
+   * received and holds its broadcast until durable. Stored and sent as
+   * received rather than as Yjs's re-encoding of the transaction: the same
+   * structs and deletions (updates are idempotent and commute), without a
+   * second encoding per update. An update Yjs could not integrate yet (it
+   * waits for a missing one: pendingStructs, pendingDs) is stored too, since
+   * the transaction that later integrates it stores only its own update.
+   */
+  apply(update: Uint8Array, origin: Conn | symbol): void {
+    this.#changed = false;
+    try {
+      Y.applyUpdate(this.doc, update, origin);
+    } catch (err) {
+      // Yjs can throw while it integrates structs that contradict the
+      // document (an origin at a clock its client does not have, where Yjs
+      // expects one: no reading ahead tells), after it integrated some of
+      // them (test/collab-room.test.ts). What went in is stored and sent,
+      // as Yjs's own 'update' event would have, so that doc, store and peers
+      // stay the same; the caller drops the sender.
+      const before = this.#before;
+      this.#before = undefined;
+      if (this.#changed && before !== undefined) this.#persist(Y.encodeStateAsUpdate(this.doc, Y.encodeStateVector(before)), origin);
+      throw err;
+    }
+    this.#before = undefined;
+    const store = this.doc.store;
+    if (this.#changed || store.pendingStructs !== null || store.pendingDs !== null) this.#persist(update, origin);
+  }
+
+  /** Queued to the store, its broadcast held until durable. */
+  #persist(update: Uint8Array, origin: Conn | symbol): void {
+    if (this.state !== 'ready') return;
     const first = this.#clock === -1;
     const seq = ++this.#seq;
-    this.host.store.append(this, seq, this.key, ++this.#clock, update, first ? Y.encodeStateVector(this.doc) : undefined);
+    this.host.store.append(this, seq, this.#keys, ++this.#clock, update, first ? Y.encodeStateVector(this.doc) : undefined);
     this.#held.push({ seq, msg: syncUpdateFrame(update), to: undefined, except: origin instanceof Conn ? origin : undefined, done: undefined });
     if (++this.#sinceCompact >= this.host.compactAfter) this.compact();
   }
@@ -210,7 +265,7 @@ export class Room implements WriteOwner {
   compact(): void {
     if (this.state !== 'ready' || this.#clock === -1) return;
     this.#sinceCompact = 0;
-    this.host.store.compact(this, ++this.#seq, this.key, ++this.#clock, Y.encodeStateAsUpdate(this.doc), Y.encodeStateVector(this.doc));
+    this.host.store.compact(this, ++this.#seq, this.#keys, ++this.#clock, Y.encodeStateAsUpdate(this.doc), Y.encodeStateVector(this.doc));
   }
 
   /** Whether anything stored is not yet in one compacted record. */
