@@ -11,6 +11,7 @@
 // processes. The parent sends {connect}, {round}, {close}; the child answers
 // with counts, the round's latencies (µs) and its own probe window.
 
+import { writeFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import { probe } from './collab-probe.js';
 import { UpdateWriter, readStamp } from './collab-wire.js';
@@ -52,6 +53,13 @@ let latencies = new Float64Array(1 << 16);
 let count = 0;
 let closing = false;
 const stamp = { timeUs: 0, sender: 0 };
+// EDGEWAY_BENCH_DUMP=PREFIX (diagnosis): each round also writes every
+// receipt's send time and latency (µs, performance clock; epoch ms =
+// origin + send / 1000) to PREFIX.<pid>.<rate>.json, to line the p99's late
+// receipts up with stalls logged by EDGEWAY_BENCH_STALLS (bench/NOTES.md
+// collab step 9).
+const DUMP = process.env.EDGEWAY_BENCH_DUMP;
+let sends = new Float64Array(DUMP === undefined ? 0 : 1 << 16);
 
 function onMessage(this: ClientSocket, data: Buffer): void {
   const c = this[kClient]!;
@@ -64,6 +72,14 @@ function onMessage(this: ClientSocket, data: Buffer): void {
     const bigger = new Float64Array(latencies.length * 2);
     bigger.set(latencies);
     latencies = bigger;
+  }
+  if (DUMP !== undefined) {
+    if (count === sends.length) {
+      const bigger = new Float64Array(sends.length * 2);
+      bigger.set(sends);
+      sends = bigger;
+    }
+    sends[count] = stamp.timeUs;
   }
   latencies[count++] = performance.now() * 1000 - stamp.timeUs;
 }
@@ -141,6 +157,7 @@ async function round(cmd: RoundCmd, rooms: number): Promise<void> {
   const until = Date.now() + 5000;
   while (count < expected && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
   const lat = latencies.slice(0, count);
+  if (DUMP !== undefined) writeFileSync(`${DUMP}.${process.pid}.${cmd.rate}.json`, JSON.stringify({ origin: performance.timeOrigin, send: Array.from(sends.subarray(0, count)), lat: Array.from(lat) }));
   const cpu = process.cpuUsage(cpu0);
   process.send!({ type: 'round', sent, sendSeconds, expected, receipts: count, latencies: lat, probe: probe.report(), cpuSeconds: (cpu.user + cpu.system) / 1e6 });
 }

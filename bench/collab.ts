@@ -38,6 +38,17 @@ import { checkAgainstYjs } from './collab-wire.js';
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
 
+const FLAGS = ['rooms', 'clients', 'rates', 'seconds', 'procs', 'tick-ms', 'only', 'pin', 'out'];
+// Every argument is `--flag value`: anything else (a typo, `--help`) stops
+// here, before a full run of ~11 minutes starts and leaves pinned servers behind.
+for (let i = 2; i < process.argv.length; i += 2) {
+  const flag = process.argv[i]!;
+  if (!flag.startsWith('--') || !FLAGS.includes(flag.slice(2)) || process.argv[i + 1] === undefined) {
+    process.stderr.write(`bench:collab: unknown or incomplete argument ${JSON.stringify(flag)}; usage: node dist/bench/collab.js [${FLAGS.map((f) => `--${f} V`).join('] [')}] (bench/README.md)\n`);
+    process.exit(2);
+  }
+}
+
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i === -1 ? def : process.argv[i + 1]!;
@@ -56,6 +67,13 @@ const ONLY = arg('only', 'edgeway,relay,reference').split(',');
 const PIN_ARG = arg('pin', cpus().length >= 2 ? 'on' : 'off');
 const PIN = PIN_ARG !== 'off';
 const GEN_CPUS = `1-${cpus().length - 1}`;
+// The generators share their core(s) as PROCS processes of thousands of TLS
+// sockets each. V8's helper threads (GC, by default several) took turns with
+// their main threads there as they did with the server's (bench/NOTES.md
+// collab steps 6, 7 and 9: the stall log caught them running through
+// generator stalls), and a generator's stall is every receipt's latency.
+// EDGEWAY_BENCH_GEN_ARGS replaces these flags (empty: Node's defaults).
+const GEN_ARGS = (process.env.EDGEWAY_BENCH_GEN_ARGS ?? '--single-threaded-gc').split(' ').filter((a) => a !== '');
 const OUT = arg('out', '');
 
 const lines: string[] = [];
@@ -73,7 +91,7 @@ class LoadGenerators {
 
   constructor() {
     for (let j = 0; j < PROCS; j++) {
-      const [execPath, execArgv] = pinned(PIN ? GEN_CPUS : undefined, ['--import', PROBE]);
+      const [execPath, execArgv] = pinned(PIN ? GEN_CPUS : undefined, ['--import', PROBE, ...GEN_ARGS]);
       this.#children.push(fork(join(here, 'collab-load.js'), [], { serialization: 'advanced', execPath, execArgv }));
       this.#rooms.push([]);
     }
@@ -169,7 +187,7 @@ async function benchTarget(start: () => Promise<Target>) {
     const t0 = performance.now();
     const c = await gen.connect(t);
     connectS = (performance.now() - t0) / 1000;
-    say(`${t.name}: ${c.clients} clients connected and synced in ${connectS.toFixed(1)} s (${c.unsynced} not synced), ${PROCS} load-generator processes${PIN_ARG === 'on' ? ', server pinned to CPU 0' : ''}${PIN ? `, load generators to CPUs ${GEN_CPUS}` : ''}`);
+    say(`${t.name}: ${c.clients} clients connected and synced in ${connectS.toFixed(1)} s (${c.unsynced} not synced), ${PROCS} load-generator processes (${GEN_ARGS.join(" ") || "default V8 flags"})${PIN_ARG === 'on' ? ', server pinned to CPU 0' : ''}${PIN ? `, load generators to CPUs ${GEN_CPUS}` : ''}`);
     for (const rate of RATES) {
       const r = await round(t, gen, rate);
       say(`  ${rate}/s: sent ${r.sentPerS}/s, p50 ${r.p50} ms, p99 ${r.p99} ms, max ${r.max} ms, missing ${r.missing}, CPU per update: server ${r.server_cpu_ms_per_update} ms, load generator ${r.load_generator_cpu_ms_per_update} ms (load average ${r.load_average_1m_at_start})`);
@@ -218,7 +236,7 @@ async function mainBench(): Promise<void> {
   if (ONLY.includes('relay')) results.push(await benchTarget(startRelayPlain));
   if (ONLY.includes('reference')) results.push(await benchTarget(startReference));
   const date = new Date().toISOString().slice(0, 10);
-  const out = { date, rooms: ROOMS, clients_per_room: CLIENTS, seconds_per_round: SECONDS, rates: RATES, load_generator_processes: PROCS, tick_ms: TICK_MS, pinned: PIN ? { server_cpus: PIN_ARG === 'on' ? '0' : 'all', load_generator_cpus: GEN_CPUS } : false, cores: cpus().length, results };
+  const out = { date, rooms: ROOMS, clients_per_room: CLIENTS, seconds_per_round: SECONDS, rates: RATES, load_generator_processes: PROCS, load_generator_node_flags: GEN_ARGS, tick_ms: TICK_MS, pinned: PIN ? { server_cpus: PIN_ARG === 'on' ? '0' : 'all', load_generator_cpus: GEN_CPUS } : false, cores: cpus().length, results };
   say('\n| server | rate offered | sent/s | p50 ms | p99 ms | missing | server CPU ms/update | server loop delay p99/max ms | load gen. loop delay p99/max ms |\n|---|---|---|---|---|---|---|---|---|');
   for (const r of results) {
     for (const x of r.rounds) say(`| ${r.target} | ${x.rate} | ${x.sentPerS} | ${x.p50} | ${x.p99} | ${x.missing} | ${x.server_cpu_ms_per_update} | ${x.server.eld_p99_ms}/${x.server.eld_max_ms} | ${x.load_generator_worst_child.eld_p99_ms}/${x.load_generator_worst_child.eld_max_ms} |`);
