@@ -709,11 +709,12 @@ t.test(
 
 t.test("data-plane heap flags: added to each worker's execArgv unless the operator set them", async (t) => {
   t.same(withDataPlaneFlags(['--enable-source-maps']), ['--enable-source-maps', ...DATA_PLANE_NODE_FLAGS], 'all added after what is there');
-  t.same(withDataPlaneFlags(['--min-semi-space-size=4']), ['--min-semi-space-size=4', '--no-memory-reducer', '--v8-pool-size=1', '--single-threaded-gc'], "the operator's semi-space size is kept");
-  t.same(withDataPlaneFlags(['--memory-reducer']), ['--memory-reducer', '--min-semi-space-size=16', '--v8-pool-size=1', '--single-threaded-gc'], "the operator's --memory-reducer is kept");
-  t.same(withDataPlaneFlags(['--v8-pool-size=4']), ['--v8-pool-size=4', '--min-semi-space-size=16', '--no-memory-reducer', '--single-threaded-gc'], "the operator's V8 pool size is kept");
-  t.same(withDataPlaneFlags(['--v8_pool_size=2', '--no_memory_reducer']), ['--v8_pool_size=2', '--no_memory_reducer', '--min-semi-space-size=16', '--single-threaded-gc'], 'underscore spellings count as set');
-  t.same(withDataPlaneFlags(['--no-single-threaded-gc']), ['--no-single-threaded-gc', '--min-semi-space-size=16', '--no-memory-reducer', '--v8-pool-size=1'], "the operator's --no-single-threaded-gc is kept");
+  t.same(withDataPlaneFlags(['--min-semi-space-size=4']), ['--min-semi-space-size=4', '--no-memory-reducer', '--v8-pool-size=1', '--single-threaded-gc', '--heap-growing-percent=100'], "the operator's semi-space size is kept");
+  t.same(withDataPlaneFlags(['--memory-reducer']), ['--memory-reducer', '--min-semi-space-size=16', '--v8-pool-size=1', '--single-threaded-gc', '--heap-growing-percent=100'], "the operator's --memory-reducer is kept");
+  t.same(withDataPlaneFlags(['--v8-pool-size=4']), ['--v8-pool-size=4', '--min-semi-space-size=16', '--no-memory-reducer', '--single-threaded-gc', '--heap-growing-percent=100'], "the operator's V8 pool size is kept");
+  t.same(withDataPlaneFlags(['--v8_pool_size=2', '--no_memory_reducer']), ['--v8_pool_size=2', '--no_memory_reducer', '--min-semi-space-size=16', '--single-threaded-gc', '--heap-growing-percent=100'], 'underscore spellings count as set');
+  t.same(withDataPlaneFlags(['--no-single-threaded-gc']), ['--no-single-threaded-gc', '--min-semi-space-size=16', '--no-memory-reducer', '--v8-pool-size=1', '--heap-growing-percent=100'], "the operator's --no-single-threaded-gc is kept");
+  t.same(withDataPlaneFlags(['--heap_growing_percent=0']), ['--heap_growing_percent=0', '--min-semi-space-size=16', '--no-memory-reducer', '--v8-pool-size=1', '--single-threaded-gc'], "the operator's heap growing factor is kept");
   t.same(withDataPlaneFlags(DATA_PLANE_NODE_FLAGS), DATA_PLANE_NODE_FLAGS, 'nothing doubled when the primary already has them');
   const pkg = JSON.parse(await readFile(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { scripts: Record<string, string> };
   t.match(pkg.scripts['start'], `node ${DATA_PLANE_NODE_FLAGS.join(' ')} dist/src/main.js`, 'npm start runs node with them (workers: 1 serves from that process)');

@@ -55,6 +55,20 @@
 // marking no longer runs beside the event loop; edgeway's processes (one
 // per core with workers: auto) leave none.
 //
+// And with the old generation allowed to grow to twice what is live before
+// a full collection (--heap-growing-percent=100, issue 6 Speed; Go's default
+// GOGC=100 makes the same trade). V8 chose a factor of about 1.2 for the
+// relay (10,000 TLS websockets, 2,000 updates/s: 121 MB live, the next
+// marking started at 132 of 151 MB) while old space grew by ~2.2 MB/s (Yjs
+// items live a few seconds, past two scavenges), so a mark-compact came
+// every ~6 s: ~170 ms of incremental marking on the main thread within
+// ~385 ms, then a 20-29 ms pause, and the updates queued behind them set the
+// p99. Paired 30 s rounds at 2,000 updates/s (bench/NOTES.md collab step
+// 10): p99 25.7 / 12.6 ms with V8's factor (4-5 mark-compacts a round),
+// 8.3 / 6.8 ms with this one (none in the round; at ~2.2 MB/s one comes
+// every ~55 s). The cost is memory: up to twice the live heap before a full
+// collection, about 90 MB more there.
+//
 // An operator who sets any of these flags on the command line keeps theirs.
 
 /** Flags added to a data-plane process's `execArgv`. */
@@ -63,6 +77,7 @@ export const DATA_PLANE_NODE_FLAGS: readonly string[] = [
   '--no-memory-reducer',
   '--v8-pool-size=1',
   '--single-threaded-gc',
+  '--heap-growing-percent=100',
 ];
 
 /**
