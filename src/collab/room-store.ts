@@ -34,7 +34,7 @@ interface Op {
   readonly puts: readonly { key: Buffer; value: Uint8Array }[];
   /** Compaction: updates below this clock go once the puts are durable. */
   readonly clearBelow: number;
-  readonly doc: string;
+  readonly keys: RoomKeys;
 }
 
 export interface LoadedRoom {
@@ -45,7 +45,6 @@ export interface LoadedRoom {
   readonly firstClock: number;
 }
 
-const updateKey = (doc: string, clock: number): unknown[] => ['v1', doc, 'update', clock];
 const svKey = (doc: string): Buffer => keyEncoding.encode(['v1_sv', doc]);
 
 /** A room's name in the store, and its update keys' common start in y-leveldb's encoding (built once per room). */
@@ -83,8 +82,8 @@ export function readStateVectorRecord(buf: Uint8Array): { clock: number; sv: Uin
 }
 
 type Db = {
-  batch(ops: { type: 'put' | 'del'; key: unknown; value?: Uint8Array; keyEncoding?: 'buffer' }[]): Promise<void>;
-  clear(range: { gte: unknown; lt: unknown }): Promise<void>;
+  batch(ops: { type: 'put'; key: Buffer; value: Uint8Array; keyEncoding: 'buffer' }[]): Promise<void>;
+  clear(range: { gte: Buffer; lt: Buffer; keyEncoding: 'buffer' }): Promise<void>;
   close(): Promise<void>;
   open(): Promise<void>;
 };
@@ -137,7 +136,7 @@ export class RoomStore {
   append(owner: WriteOwner, seq: number, keys: RoomKeys, clock: number, update: Uint8Array, sv: Uint8Array | undefined): void {
     const puts = [{ key: updateKeyOf(keys, clock), value: update }];
     if (sv !== undefined) puts.push({ key: svKey(keys.doc), value: stateVectorRecord(sv, clock) });
-    this.#enqueue({ owner, seq, puts, clearBelow: -1, doc: keys.doc });
+    this.#enqueue({ owner, seq, puts, clearBelow: -1, keys });
   }
 
   /** Queues a compaction: `state` (the whole room) at `clock`, then every update below `clock` deleted. */
@@ -146,7 +145,7 @@ export class RoomStore {
       { key: updateKeyOf(keys, clock), value: state },
       { key: svKey(keys.doc), value: stateVectorRecord(sv, clock) },
     ];
-    this.#enqueue({ owner, seq, puts, clearBelow: clock, doc: keys.doc });
+    this.#enqueue({ owner, seq, puts, clearBelow: clock, keys });
   }
 
   #enqueue(op: Op): void {
@@ -172,7 +171,7 @@ export class RoomStore {
       await this.#run(async (db) => {
         await db.batch(batch);
         for (const op of ops) {
-          if (op.clearBelow > 0) await db.clear({ gte: updateKey(op.doc, 0), lt: updateKey(op.doc, op.clearBelow) });
+          if (op.clearBelow > 0) await db.clear({ gte: updateKeyOf(op.keys, 0), lt: updateKeyOf(op.keys, op.clearBelow), keyEncoding: 'buffer' });
         }
       });
     } catch (e) {

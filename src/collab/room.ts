@@ -70,9 +70,6 @@ interface Held {
   readonly done: (() => void) | undefined;
 }
 
-/** Origin of the stored state applied at load. */
-const LOADED = Symbol('loaded');
-
 /**
  * Whether a transaction changed the document: the test Yjs itself makes
  * before it emits 'update' (writeUpdateMessageFromTransaction).
@@ -150,7 +147,7 @@ export class Room implements WriteOwner {
       if (this.state !== 'loading') return;
       Y.transact(this.doc, () => {
         for (const u of stored.updates) Y.applyUpdate(this.doc, u);
-      }, LOADED);
+      });
       this.#before = undefined;
       this.#clock = stored.clock;
       this.#sinceCompact = stored.updates.length > 1 ? stored.updates.length : 0;
