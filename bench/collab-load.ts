@@ -68,20 +68,18 @@ function onMessage(this: ClientSocket, data: Buffer): void {
     return;
   }
   if (!readStamp(data, stamp) || stamp.sender === c.index) return;
-  if (count === latencies.length) {
-    const bigger = new Float64Array(latencies.length * 2);
-    bigger.set(latencies);
-    latencies = bigger;
-  }
+  if (count === latencies.length) latencies = doubled(latencies);
   if (DUMP !== undefined) {
-    if (count === sends.length) {
-      const bigger = new Float64Array(sends.length * 2);
-      bigger.set(sends);
-      sends = bigger;
-    }
+    if (count === sends.length) sends = doubled(sends);
     sends[count] = stamp.timeUs;
   }
   latencies[count++] = performance.now() * 1000 - stamp.timeUs;
+}
+
+function doubled(a: Float64Array<ArrayBuffer>): Float64Array<ArrayBuffer> {
+  const bigger = new Float64Array(a.length * 2);
+  bigger.set(a);
+  return bigger;
 }
 
 function onClose(this: ClientSocket, code: number): void {

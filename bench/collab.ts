@@ -187,7 +187,7 @@ async function benchTarget(start: () => Promise<Target>) {
     const t0 = performance.now();
     const c = await gen.connect(t);
     connectS = (performance.now() - t0) / 1000;
-    say(`${t.name}: ${c.clients} clients connected and synced in ${connectS.toFixed(1)} s (${c.unsynced} not synced), ${PROCS} load-generator processes (${GEN_ARGS.join(" ") || "default V8 flags"})${PIN_ARG === 'on' ? ', server pinned to CPU 0' : ''}${PIN ? `, load generators to CPUs ${GEN_CPUS}` : ''}`);
+    say(`${t.name}: ${c.clients} clients connected and synced in ${connectS.toFixed(1)} s (${c.unsynced} not synced), ${PROCS} load-generator processes (${GEN_ARGS.join(' ') || 'default V8 flags'})${PIN_ARG === 'on' ? ', server pinned to CPU 0' : ''}${PIN ? `, load generators to CPUs ${GEN_CPUS}` : ''}`);
     for (const rate of RATES) {
       const r = await round(t, gen, rate);
       say(`  ${rate}/s: sent ${r.sentPerS}/s, p50 ${r.p50} ms, p99 ${r.p99} ms, max ${r.max} ms, missing ${r.missing}, CPU per update: server ${r.server_cpu_ms_per_update} ms, load generator ${r.load_generator_cpu_ms_per_update} ms (load average ${r.load_average_1m_at_start})`);
