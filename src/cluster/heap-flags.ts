@@ -65,9 +65,11 @@
 // ~385 ms, then a 20-29 ms pause, and the updates queued behind them set the
 // p99. Paired 30 s rounds at 2,000 updates/s (bench/NOTES.md collab step
 // 10): p99 25.7 / 12.6 ms with V8's factor (4-5 mark-compacts a round),
-// 8.3 / 6.8 ms with this one (none in the round; at ~2.2 MB/s one comes
-// every ~55 s). The cost is memory: up to twice the live heap before a full
-// collection, about 90 MB more there.
+// 8.3 / 6.8 ms with this one (none in the round). A 90 s round with it:
+// mark-compacts 45 s apart, at 206 and 232 MB of heap (V8's factor started
+// them at ~147 MB), p99 8.17 ms. The costs: that memory (60-85 MB more
+// there), and a longer pause when one comes (41 and 49 ms against 20-29 ms:
+// more to sweep and evacuate).
 //
 // An operator who sets any of these flags on the command line keeps theirs.
 
